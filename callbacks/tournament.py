@@ -1,0 +1,151 @@
+"""Tournament evaluation: the policy against non-LLM opponents on held-out seeds.
+
+``Tournament`` is the plain logic (tested without a Trainer); ``TournamentCallback`` runs it before
+training and every K epochs, logs ``eval/<opponent>/<metric>`` to the logger and writes one JSON
+report per evaluation under ``<run>/reports/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+
+from datamodules.records import Episode
+from datamodules.rollout import RolloutEngine, outcome_metrics
+from modules.errors import ConfigError
+
+
+class Tournament:
+    """Plays a policy against each opponent, alternating seats, greedily, on fixed held-out seeds.
+
+    Args:
+        env: Gymnasium id.
+        env_kwargs: Env options; ``opponent`` is set per match.
+        opponents: Opponent names the env understands (random, mcts, minimax, heuristic).
+        num_games: Games per opponent (half in each seat for two-player games).
+        mode: Acting mode of the policy: ``score`` or ``generate``.
+        seed: First seed; seeds ``seed .. seed + num_games - 1`` are used, apart from training's.
+        num_envs: Games stepped together.
+    """
+
+    def __init__(
+        self,
+        env: str,
+        env_kwargs: dict | None = None,
+        opponents: list[str] | None = None,
+        num_games: int = 20,
+        mode: str = "score",
+        seed: int = 900_000_000,
+        num_envs: int = 16,
+    ) -> None:
+        if num_games < 1:
+            raise ConfigError(f"num_games must be >= 1, got {num_games}")
+        self.env, self.env_kwargs = env, dict(env_kwargs or {})
+        self.opponents = list(opponents or ["random"])
+        self.num_games, self.mode, self.seed, self.num_envs = num_games, mode, seed, num_envs
+
+    def run(self, policy, mode: str | None = None) -> dict[str, dict[str, float]]:
+        results = {}
+        for opponent in self.opponents:
+            kwargs = {**self.env_kwargs, "opponent": opponent}
+            engine = RolloutEngine(self.env, kwargs, min(self.num_envs, self.num_games))
+            seats = 2  # alternate the learner between the first two seats
+            played = engine.play(
+                policy,
+                [self.seed + i for i in range(self.num_games)],
+                mode=mode or self.mode,
+                greedy=True,
+                reset_options=lambda i: {"learner_seat": i % seats},
+                progress=f"tournament vs {opponent}",
+            )
+            metrics = dict(played.metrics)
+            for seat in range(seats):
+                mine = [e for e in played.episodes if e.learner_seat == seat]
+                for k, v in outcome_metrics(mine).items():
+                    if k in ("win_rate", "non_loss_rate", "mean_return"):
+                        metrics[f"seat{seat}_{k}"] = v
+            results[opponent] = metrics
+        return results
+
+
+def _episodes_summary(episodes: list[Episode]) -> dict:
+    return outcome_metrics(episodes)
+
+
+class TournamentCallback(L.Callback):
+    """Evaluates the policy before training and every K epochs.
+
+    Args:
+        opponents: Opponents to play (names the env accepts).
+        num_games: Games per opponent per evaluation.
+        every_n_epochs: Evaluate after every K-th epoch.
+        mode: Policy acting mode in the tournament.
+        at_start: Also evaluate before the first update.
+        env: Gymnasium id; defaults to the datamodule's ``env``.
+        env_kwargs: Env options; default to the datamodule's ``env_kwargs``.
+        seed: First held-out seed.
+        num_envs: Games stepped together.
+    """
+
+    def __init__(
+        self,
+        opponents: list[str] | None = None,
+        num_games: int = 20,
+        every_n_epochs: int = 1,
+        mode: str = "score",
+        at_start: bool = True,
+        env: str | None = None,
+        env_kwargs: dict | None = None,
+        seed: int = 900_000_000,
+        num_envs: int = 16,
+    ) -> None:
+        if every_n_epochs < 1:
+            raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.opponents = list(opponents or ["random"])
+        self.num_games, self.every_n_epochs, self.mode, self.at_start = num_games, every_n_epochs, mode, at_start
+        self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
+        self.history: list[dict] = []
+
+    def _tournament(self, trainer: L.Trainer) -> Tournament:
+        dm = trainer.datamodule
+        env = self.env or getattr(dm, "env", None)
+        if env is None:
+            raise ConfigError("TournamentCallback: give init_args.env or use a datamodule with an env")
+        kwargs = self.env_kwargs if self.env_kwargs is not None else getattr(dm, "env_kwargs", {})
+        return Tournament(env, kwargs, self.opponents, self.num_games, self.mode, self.seed, self.num_envs)
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
+        results = self._tournament(trainer).run(pl_module.policy)
+        entry = {"label": label, "epoch": trainer.current_epoch, "step": trainer.global_step, "results": results}
+        self.history.append(entry)
+        if trainer.logger is not None:
+            flat = {f"eval/{opp}/{k}": v for opp, m in results.items() for k, v in m.items()}
+            trainer.logger.log_metrics(flat, step=trainer.global_step)
+        if trainer.is_global_zero:
+            folder = Path(trainer.default_root_dir) / "reports"
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_json(folder / f"tournament_{label}.json", entry)
+            _write_json(folder / "tournament_history.json", self.history)
+        return entry
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_start and not any(h["label"] == "start" for h in self.history):
+            self.evaluate(trainer, pl_module, "start")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.evaluate(trainer, pl_module, f"epoch{trainer.current_epoch:03d}")
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,151 @@
+"""Preference pairs from episodes, by a named strategy, and a deterministic train/eval split.
+
+Strategies:
+- ``margin`` (seed 000): at the same state (same prompt for the same seat), an action from a
+  better-scoring game is preferred to one from a worse-scoring game when the score gap is at least
+  ``margin``. A game's score for a seat is its return minus its illegal-answer penalties.
+- ``oracle``: at every visited state, the best action by exact minimax value (``minimax``) or MCTS
+  estimates (``mcts``) is preferred to each action whose value is at least ``margin`` lower.
+Both also prefer the best-known legal action to any illegal or unparseable answer seen at that state,
+which is what teaches a generating model to stay legal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from datamodules.records import Episode, PreferencePair, Turn
+
+STRATEGIES = ("margin", "oracle")
+ORACLES = ("minimax", "mcts")
+
+
+def state_key(game: str, turn: Turn) -> str:
+    """Identifies a decision state as the learner saw it: the game, the seat and the prompt text."""
+    digest = hashlib.sha1(f"{game}\x00{turn.seat}\x00{turn.prompt}".encode()).hexdigest()
+    return digest[:16]
+
+
+def _answer(turn: Turn) -> str:
+    # A legal move is trained in its canonical text; an illegal answer is kept verbatim as "rejected".
+    return turn.action_text if turn.outcome == "ok" and turn.action_text is not None else turn.completion
+
+
+def _pair(group: list[tuple[Episode, Turn]], chosen: str, rejected: str, cs: float, rs: float, strategy: str):
+    ep, turn = group[0]
+    key = state_key(ep.game, turn)
+    pid = hashlib.sha1(f"{key}\x00{chosen}\x00{rejected}".encode()).hexdigest()[:16]
+    return PreferencePair(
+        pair_id=pid,
+        prompt=turn.prompt,
+        chosen=chosen,
+        rejected=rejected,
+        chosen_score=float(cs),
+        rejected_score=float(rs),
+        strategy=strategy,
+        state_key=key,
+        game=ep.game,
+        seat=turn.seat,
+        episode_ids=sorted({e.episode_id for e, _ in group}),
+        iteration=max(e.iteration for e, _ in group),
+    )
+
+
+def _groups(episodes: Sequence[Episode]) -> dict[str, list[tuple[Episode, Turn]]]:
+    groups: dict[str, list[tuple[Episode, Turn]]] = defaultdict(list)
+    for ep in episodes:
+        for turn in ep.turns:
+            groups[state_key(ep.game, turn)].append((ep, turn))
+    return groups
+
+
+def margin_pairs(
+    episodes: Sequence[Episode], margin: float = 0.1, max_pairs_per_state: int = 4, seed: int = 0
+) -> list[PreferencePair]:
+    """Pairs of answers at the same state whose games' scores differ by at least ``margin``."""
+    rng = random.Random(seed)
+    pairs = []
+    for _key, group in sorted(_groups(episodes).items()):
+        scores: dict[str, list[float]] = defaultdict(list)
+        for ep, turn in group:
+            scores[_answer(turn)].append(ep.returns[turn.seat] - ep.penalties[turn.seat])
+        mean = {a: float(np.mean(s)) for a, s in scores.items()}
+        ranked = sorted(mean, key=lambda a: (-mean[a], a))
+        found = [
+            (a, b)
+            for i, a in enumerate(ranked)
+            for b in ranked[i + 1 :]
+            if mean[a] - mean[b] >= margin
+        ]
+        rng.shuffle(found)
+        for a, b in found[:max_pairs_per_state]:
+            pairs.append(_pair(group, a, b, mean[a], mean[b], "margin"))
+    return pairs
+
+
+def oracle_pairs(
+    episodes: Sequence[Episode],
+    oracle: str = "minimax",
+    margin: float = 0.1,
+    max_pairs_per_state: int = 2,
+    mcts_simulations: int = 200,
+    seed: int = 0,
+    illegal_score: float = -2.0,
+) -> list[PreferencePair]:
+    """Pairs ranked by an oracle's values of all legal moves at each visited state."""
+    from envs import action_values, mcts_action_values, renderer_for, state_from_history
+
+    if oracle not in ORACLES:
+        raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
+    rng = random.Random(seed)
+    np_rng = np.random.default_rng(seed)
+    pairs = []
+    for _key, group in sorted(_groups(episodes).items()):
+        ep, turn = group[0]
+        state = state_from_history(ep.game, turn.history)
+        if oracle == "minimax":
+            values = action_values(state, turn.seat)
+        else:
+            values = mcts_action_values(state, turn.seat, mcts_simulations, np_rng)
+        # Key values by the env's action text: what the policy scores, emits and is trained on.
+        renderer = renderer_for(ep.game)
+        by_text = {renderer.action_text(state, turn.seat, a): v for a, v in values.items()}
+        if not by_text:
+            continue
+        best = max(by_text.values())
+        winners = sorted(a for a, v in by_text.items() if v == best)
+        chosen = rng.choice(winners)
+        losers = sorted(a for a, v in by_text.items() if v <= best - margin)
+        rng.shuffle(losers)
+        for rejected in losers[:max_pairs_per_state]:
+            pairs.append(_pair(group, chosen, rejected, best, by_text[rejected], f"oracle:{oracle}"))
+        bad = sorted({t.completion for _, t in group if t.outcome != "ok"} - set(turn.legal_actions))
+        for rejected in bad[:max_pairs_per_state]:
+            pairs.append(_pair(group, chosen, rejected, best, illegal_score, f"oracle:{oracle}"))
+    return pairs
+
+
+def build_pairs(episodes: Sequence[Episode], strategy: str = "margin", **kwargs) -> list[PreferencePair]:
+    if strategy == "margin":
+        return margin_pairs(episodes, **kwargs)
+    if strategy == "oracle":
+        return oracle_pairs(episodes, **kwargs)
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+
+def split_pairs(
+    pairs: Sequence[PreferencePair], eval_ratio: float = 0.1, seed: int = 0
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Deterministic train/eval split by state: all pairs of a state fall on the same side."""
+    if not 0.0 <= eval_ratio < 1.0:
+        raise ValueError(f"eval_ratio must be in [0, 1), got {eval_ratio}")
+    train, evals = [], []
+    for p in pairs:
+        h = int(hashlib.sha1(f"{seed}\x00{p.state_key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (evals if h < eval_ratio else train).append(p)
+    return train, evals

@@ -1,0 +1,184 @@
+"""The preference DataModule: episodes (given, or played by the live policy) -> pairs -> batches.
+
+Data is built lazily when the trainer asks for a dataloader, for the current *iteration*: the live
+policy is taken from the trainer's LightningModule at that moment, so iteration n's episodes come
+from the policy as it stands after iteration n-1's updates. Per iteration the run folder holds::
+
+    iter_000/episodes.jsonl     appended one line per finished game (a killed run keeps them)
+    iter_000/pairs_train.jsonl  written atomically, prompt/chosen/rejected plus scores and provenance
+    iter_000/pairs_eval.jsonl
+
+A resumed run finds the files of its iteration and only plays the episodes still missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, split_pairs
+from datamodules.records import (
+    Episode,
+    PreferencePair,
+    read_complete_episodes,
+    read_jsonl,
+    write_jsonl_atomic,
+)
+from datamodules.rollout import RolloutEngine
+from modules.errors import ConfigError
+
+
+def _collate(batch: list[PreferencePair]) -> list[PreferencePair]:
+    return batch
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    """Builds DPO pairs from self-play episodes, iteration after iteration.
+
+    Args:
+        env: Gymnasium id of the game, e.g. ``lightspiel/TicTacToe-v0``.
+        env_kwargs: Options of the env (opponent, illegal_rule, ...).
+        episodes_path: A JSONL file of episodes to use for iteration 0 instead of playing.
+        num_episodes: Games played per iteration.
+        num_envs: Games stepped together (one batched policy call per wave).
+        mode: How the policy acts in rollouts: ``score`` or ``generate``.
+        strategy: How pairs are built: ``margin`` or ``oracle``.
+        oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact) or ``mcts``.
+        margin: Minimum score (or value) gap between chosen and rejected.
+        max_pairs_per_state: Cap on pairs drawn from one state.
+        eval_ratio: Fraction of states held out for evaluation.
+        seed: Seeds the episodes, the pair sampling and the split.
+        batch_size: Pairs per training batch.
+        run_dir: Where iteration folders go; defaults to the trainer's ``default_root_dir``.
+    """
+
+    def __init__(
+        self,
+        env: str = "lightspiel/TicTacToe-v0",
+        env_kwargs: dict | None = None,
+        episodes_path: str | None = None,
+        num_episodes: int = 64,
+        num_envs: int = 16,
+        mode: str = "score",
+        strategy: str = "oracle",
+        oracle: str = "minimax",
+        margin: float = 0.1,
+        max_pairs_per_state: int = 2,
+        eval_ratio: float = 0.1,
+        seed: int = 0,
+        batch_size: int = 8,
+        run_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"--data.strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if oracle not in ORACLES:
+            raise ConfigError(f"--data.oracle must be one of {ORACLES}, got {oracle!r}")
+        if mode not in ("score", "generate"):
+            raise ConfigError(f"--data.mode must be 'score' or 'generate', got {mode!r}")
+        if num_episodes < 1 or batch_size < 1:
+            raise ConfigError("--data.num_episodes and --data.batch_size must be >= 1")
+        if episodes_path is not None and not Path(episodes_path).is_file():
+            raise ConfigError(f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)")
+        self.env, self.env_kwargs = env, dict(env_kwargs or {})
+        self.episodes_path = episodes_path
+        self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
+        self.strategy, self.oracle, self.margin = strategy, oracle, margin
+        self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
+        self.batch_size, self._run_dir = batch_size, run_dir
+        self.iteration = 0
+        self._built: int | None = None
+        self.train_pairs: list[PreferencePair] = []
+        self.eval_pairs: list[PreferencePair] = []
+        self.rollout_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def run_dir(self) -> Path:
+        if self._run_dir:
+            return Path(self._run_dir)
+        if self.trainer is not None:
+            return Path(self.trainer.default_root_dir)
+        return Path("runs/default")
+
+    def iteration_dir(self, iteration: int | None = None) -> Path:
+        return self.run_dir / f"iter_{self.iteration if iteration is None else iteration:03d}"
+
+    # ------------------------------------------------------------------ building
+    def set_iteration(self, iteration: int) -> None:
+        """Move to ``iteration``; its data is built (or reloaded) when next requested."""
+        self.iteration = iteration
+
+    def episodes(self, policy=None) -> list[Episode]:
+        """This iteration's episodes: the given file, or the run folder's file topped up by playing."""
+        if self.iteration == 0 and self.episodes_path:
+            return read_jsonl(self.episodes_path, Episode)
+        path = self.iteration_dir() / "episodes.jsonl"
+        have = read_complete_episodes(path)
+        missing = self._seeds()[len(have) :]
+        if missing:
+            if policy is None:
+                raise RuntimeError("the preference datamodule needs the policy to play episodes")
+            engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
+            result = engine.play(
+                policy,
+                missing,
+                mode=self.mode,
+                out_path=path,
+                iteration=self.iteration,
+                progress=f"rollout iter {self.iteration}",
+            )
+            self.rollout_metrics = result.metrics
+            have += result.episodes
+        return have
+
+    def _seeds(self) -> list[int]:
+        base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration
+        return [base + i for i in range(self.num_episodes)]
+
+    def build(self, policy=None) -> None:
+        """Episodes -> pairs -> split, written to the iteration folder."""
+        episodes = self.episodes(policy)
+        kwargs = {"margin": self.margin, "max_pairs_per_state": self.max_pairs_per_state, "seed": self.seed}
+        if self.strategy == "oracle":
+            kwargs["oracle"] = self.oracle
+        pairs = build_pairs(episodes, self.strategy, **kwargs)
+        self.train_pairs, self.eval_pairs = split_pairs(pairs, self.eval_ratio, self.seed)
+        folder = self.iteration_dir()
+        write_jsonl_atomic(folder / "pairs_train.jsonl", self.train_pairs)
+        write_jsonl_atomic(folder / "pairs_eval.jsonl", self.eval_pairs)
+        if not self.train_pairs:
+            raise ConfigError(
+                f"iteration {self.iteration}: {len(episodes)} episodes gave no training pairs with strategy "
+                f"{self.strategy!r} and margin {self.margin}; play more episodes or lower --data.margin"
+            )
+        self._built = self.iteration
+
+    def _ensure_built(self) -> None:
+        if self._built != self.iteration:
+            module = self.trainer.lightning_module if self.trainer is not None else None
+            self.build(getattr(module, "policy", None))
+            logger = self.trainer.logger if self.trainer is not None else None
+            if logger is not None and self.rollout_metrics:
+                metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
+                metrics["rollout/pairs_train"] = float(len(self.train_pairs))
+                metrics["rollout/iteration"] = float(self.iteration)
+                logger.log_metrics(metrics, step=self.trainer.global_step)
+
+    def load_pairs(self, folder: str | Path) -> None:
+        """Use pairs already written (e.g. by another tool) instead of building them."""
+        folder = Path(folder)
+        self.train_pairs = read_jsonl(folder / "pairs_train.jsonl", PreferencePair)
+        self.eval_pairs = read_jsonl(folder / "pairs_eval.jsonl", PreferencePair)
+        self._built = self.iteration
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        self._ensure_built()
+        return DataLoader(self.train_pairs, batch_size=self.batch_size, shuffle=True, collate_fn=_collate)
+
+    def val_dataloader(self) -> DataLoader:
+        self._ensure_built()
+        return DataLoader(self.eval_pairs, batch_size=self.batch_size, shuffle=False, collate_fn=_collate)

