@@ -1,0 +1,107 @@
+"""The policy on a tiny random Llama: shared-prefix log-probs, acting modes, reference, checkpoints."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from modules.errors import ConfigError
+from modules.policy import Policy
+
+PROMPT = "Tic-tac-toe. You are X.\n 1 | 2 | 3\n 4 | 5 | 6\n 7 | 8 | 9\nReply with one cell number."
+
+
+def _naive_logp(policy, prompt_ids, completion_ids):
+    ids = torch.tensor([prompt_ids + completion_ids])
+    logp = policy.model(input_ids=ids).logits[0].float().log_softmax(-1)
+    n = len(prompt_ids)
+    return sum(logp[n - 1 + i, t] for i, t in enumerate(completion_ids))
+
+
+def test_shared_prefix_logps_equal_full_sequence_logps(tiny_policy):
+    """Prompts of different lengths (left padding), candidates of different lengths and counts."""
+    prompts = [tiny_policy.prompt_ids(PROMPT), tiny_policy.prompt_ids("short")]
+    cands = [
+        [tiny_policy.completion_ids(a) for a in ["1", "5", "seven and more"]],
+        [tiny_policy.completion_ids(a) for a in ["12"]],
+    ]
+    with torch.no_grad():
+        got = tiny_policy.completion_logps(prompts, cands)
+        for b in range(2):
+            for j, c in enumerate(cands[b]):
+                assert_close(got[b, j], _naive_logp(tiny_policy, prompts[b], c), rtol=1e-4, atol=1e-4)
+    assert got[1, 1] == float("-inf") and got[1, 2] == float("-inf")
+
+
+def test_completion_logps_are_differentiable_through_the_shared_prefix(tiny_policy):
+    prompts = [tiny_policy.prompt_ids(PROMPT)]
+    cands = [[tiny_policy.completion_ids("5"), tiny_policy.completion_ids("9")]]
+    tiny_policy.completion_logps(prompts, cands).sum().backward()
+    grads = [p.grad for n, p in tiny_policy.named_parameters() if "lora_B" in n and "layers.0." in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_score_mode_picks_only_legal_actions_and_greedy_is_argmax(tiny_policy):
+    obs = [{"prompt": PROMPT, "legal_actions": ["2", "4", "9"]}, {"prompt": "x", "legal_actions": ["7"]}]
+    acts = tiny_policy.act(obs, mode="score", greedy=True)
+    assert [a.text in o["legal_actions"] for a, o in zip(acts, obs)] == [True, True]
+    assert acts[1].index == 0 and acts[1].text == "7"
+    with torch.no_grad():
+        lp = tiny_policy.completion_logps(
+            [tiny_policy.prompt_ids(PROMPT)], [[tiny_policy.completion_ids(a) for a in ["2", "4", "9"]]]
+        )
+    assert acts[0].index == int(lp[0].argmax())
+    assert acts[0].logp == pytest.approx(float(lp[0].max()), abs=1e-4)
+
+
+def test_generate_mode_returns_text(tiny_policy):
+    acts = tiny_policy.act([{"prompt": PROMPT, "legal_actions": ["1"]}] * 3, mode="generate")
+    assert len(acts) == 3 and all(isinstance(a.text, str) and a.index is None for a in acts)
+
+
+def test_reference_is_the_base_model_and_ignores_adapter_updates(tiny_policy):
+    prompts = [tiny_policy.prompt_ids(PROMPT)]
+    cands = [[tiny_policy.completion_ids("5")]]
+    with torch.no_grad():
+        with tiny_policy.reference():
+            before = tiny_policy.completion_logps(prompts, cands)
+        for name, p in tiny_policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)
+        moved = tiny_policy.completion_logps(prompts, cands)
+        with tiny_policy.reference():
+            after = tiny_policy.completion_logps(prompts, cands)
+    assert not torch.allclose(moved, before)
+    assert_close(after, before)
+
+
+def test_snapshot_reference_freezes_a_copy_of_the_adapter(tiny_policy):
+    prompts = [tiny_policy.prompt_ids(PROMPT)]
+    cands = [[tiny_policy.completion_ids("5")]]
+    with torch.no_grad():
+        for name, p in tiny_policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)
+        tiny_policy.snapshot_reference()
+        snap = tiny_policy.completion_logps(prompts, cands)
+        for name, p in tiny_policy.named_parameters():
+            if "lora_B" in name and ".default." in name:
+                p.add_(0.5)
+        with tiny_policy.reference():
+            ref = tiny_policy.completion_logps(prompts, cands)
+    assert_close(ref, snap)
+    trainable = {n for n, p in tiny_policy.named_parameters() if p.requires_grad}
+    assert trainable and all(".default." in n for n in trainable)
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [({"dtype": "fp8"}, "dtype"), ({"lora_r": 0}, "lora_r"), ({"temperature": 0}, "temperature")],
+)
+def test_bad_options_are_named(tiny_model_dir, kwargs, option):
+    with pytest.raises(ConfigError, match=option):
+        Policy(model=tiny_model_dir, **kwargs)
+
+
+def test_missing_local_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        Policy(model=str(tmp_path / "nowhere"))

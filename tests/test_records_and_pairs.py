@@ -1,0 +1,183 @@
+"""Record files (validation, durability) and preference-pair construction."""
+
+import json
+
+import pytest
+
+from datamodules.pairs import build_pairs, margin_pairs, oracle_pairs, split_pairs, state_key
+from datamodules.records import (
+    Episode,
+    EpisodeWriter,
+    PreferencePair,
+    Turn,
+    read_complete_episodes,
+    read_jsonl,
+    to_json,
+    write_jsonl_atomic,
+)
+from modules.errors import DataFileError
+
+EMPTY = "Tic-tac-toe board, X to move"
+
+
+def _turn(prompt, action_text, seat=0, outcome="ok", history=(), completion=None, legal=("1", "5", "9")):
+    return Turn(
+        seat=seat,
+        prompt=prompt,
+        legal_actions=list(legal),
+        completion=completion if completion is not None else action_text,
+        action=int(action_text) - 1 if outcome == "ok" else None,
+        action_text=action_text if outcome == "ok" else None,
+        parsed=outcome != "unparsed",
+        legal=outcome == "ok",
+        outcome=outcome,
+        rule=None if outcome == "ok" else "random",
+        history=list(history),
+        reward=0.0,
+    )
+
+
+def _episode(eid, turns, returns, penalties=(0.0, 0.0)):
+    return Episode(
+        episode_id=eid,
+        game="tic_tac_toe",
+        env_id="lightspiel/TicTacToe-v0",
+        seed=0,
+        opponent="random",
+        learner_seat=0,
+        turns=turns,
+        returns=list(returns),
+        penalties=list(penalties),
+    )
+
+
+# ---------------------------------------------------------------- files
+def test_episode_round_trip_and_append_only_writer(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    eps = [_episode("a", [_turn(EMPTY, "5")], [1, -1]), _episode("b", [_turn(EMPTY, "1")], [-1, 1])]
+    with EpisodeWriter(path) as w:
+        w.write(eps[0])
+    with EpisodeWriter(path) as w:  # a second run appends
+        w.write(eps[1])
+    assert read_jsonl(path, Episode) == eps
+
+
+def test_torn_last_line_from_a_killed_run_is_dropped_and_appends_stay_clean(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    good = _episode("a", [_turn(EMPTY, "5")], [1, -1])
+    path.write_text(to_json(good) + "\n" + to_json(good)[:50])
+    assert read_complete_episodes(path) == [good]
+    with EpisodeWriter(path) as w:
+        w.write(good)
+    assert read_jsonl(path, Episode) == [good, good]
+
+
+@pytest.mark.parametrize(
+    "mutate, field, problem",
+    [
+        (lambda d: d.pop("returns"), "returns", "missing"),
+        (lambda d: d.update(seed="seven"), "seed", "expected int"),
+        (lambda d: d["turns"][0].update(legal_actions="159"), "turns[0].legal_actions", "expected list"),
+        (lambda d: d["turns"][0].pop("prompt"), "turns[0].prompt", "missing"),
+    ],
+)
+def test_bad_episode_line_names_file_line_and_field(tmp_path, mutate, field, problem):
+    good = json.loads(to_json(_episode("a", [_turn(EMPTY, "5")], [1, -1])))
+    bad = json.loads(json.dumps(good))
+    mutate(bad)
+    path = tmp_path / "eps.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataFileError) as err:
+        read_jsonl(path, Episode)
+    msg = str(err.value)
+    assert f"{path}:2:" in msg and repr(field) in msg and problem in msg
+
+
+def test_invalid_json_and_missing_file_are_named(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "p"\n')
+    with pytest.raises(DataFileError, match=r"pairs.jsonl:1: .*not valid JSON"):
+        read_jsonl(path, PreferencePair)
+    with pytest.raises(DataFileError, match="no such file"):
+        read_jsonl(tmp_path / "absent.jsonl", PreferencePair)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("old\n")
+
+    def records():
+        yield "new"
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl_atomic(path, records())
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.jsonl"]
+
+
+# ---------------------------------------------------------------- pairs
+def test_margin_pairs_prefer_moves_from_better_games_at_the_same_state():
+    eps = [
+        _episode("win", [_turn(EMPTY, "5")], [1, -1]),
+        _episode("draw", [_turn(EMPTY, "1")], [0, 0]),
+        _episode("loss", [_turn(EMPTY, "9")], [-1, 1]),
+        _episode("other-state", [_turn("another board", "9")], [1, -1]),
+    ]
+    pairs = margin_pairs(eps, margin=0.5, max_pairs_per_state=10)
+    got = sorted((p.chosen, p.rejected, p.chosen_score, p.rejected_score) for p in pairs)
+    assert got == [("1", "9", 0.0, -1.0), ("5", "1", 1.0, 0.0), ("5", "9", 1.0, -1.0)]
+    assert margin_pairs(eps, margin=1.5) and all(p.chosen == "5" for p in margin_pairs(eps, margin=1.5))
+    assert margin_pairs(eps, margin=2.5) == []
+
+
+def test_margin_pairs_count_penalties_and_keep_illegal_answers_verbatim():
+    eps = [
+        _episode("ok", [_turn(EMPTY, "5")], [0, 0]),
+        _episode("bad", [_turn(EMPTY, None, outcome="unparsed", completion="I pass")], [0, 0], [1.0, 0.0]),
+    ]
+    (pair,) = margin_pairs(eps, margin=0.5)
+    assert (pair.chosen, pair.rejected, pair.rejected_score) == ("5", "I pass", -1.0)
+
+
+def test_oracle_pairs_prefer_the_winning_move():
+    """X: cells 1,2; O: cells 4,5; X to move. 3 wins at once (+1); 6 blocks O and draws (0);
+    7, 8 or 9 let O complete 4-5-6 (-1)."""
+    import pyspiel
+
+    from envs import OpenSpielTextEnv
+
+    history = [0, 3, 1, 4]  # X1, O4, X2, O5
+    env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self")
+    state = pyspiel.load_game("tic_tac_toe").new_initial_state()
+    for a in history:
+        state.apply_action(a)
+    prompt = env.renderer.prompt(state, 0)
+    legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
+    ep = _episode("e", [_turn(prompt, "7", history=history, legal=legal)], [-1, 1])
+    pairs = oracle_pairs([ep], oracle="minimax", margin=0.5, max_pairs_per_state=10)
+    assert {p.chosen for p in pairs} == {"3"}
+    assert {p.rejected for p in pairs} == {"6", "7", "8", "9"}
+    assert {p.rejected: p.rejected_score for p in pairs} == {"6": 0.0, "7": -1.0, "8": -1.0, "9": -1.0}
+    assert all(p.chosen_score == 1.0 for p in pairs)
+    assert all(p.strategy == "oracle:minimax" for p in pairs)
+
+
+def test_split_is_deterministic_and_never_puts_a_state_on_both_sides():
+    eps = [
+        _episode(f"e{i}", [_turn(f"board {i % 40}", "5" if i % 3 else "9")], [1 if i % 3 else -1, 0])
+        for i in range(200)
+    ]
+    pairs = build_pairs(eps, "margin", margin=0.5, max_pairs_per_state=5)
+    train, evals = split_pairs(pairs, eval_ratio=0.25, seed=3)
+    assert train and evals
+    assert not {p.state_key for p in train} & {p.state_key for p in evals}
+    assert split_pairs(pairs, eval_ratio=0.25, seed=3) == (train, evals)
+    assert split_pairs(pairs, eval_ratio=0.25, seed=4) != (train, evals)
+
+
+def test_state_key_depends_on_game_seat_and_prompt():
+    t0, t1 = _turn("p", "5", seat=0), _turn("p", "5", seat=1)
+    assert state_key("tic_tac_toe", t0) != state_key("tic_tac_toe", t1)
+    assert state_key("tic_tac_toe", t0) != state_key("connect_four", t0)
+    assert state_key("tic_tac_toe", t0) == state_key("tic_tac_toe", _turn("p", "9", seat=0))
