@@ -54,6 +54,22 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightspielCLI |
             run=run,
             auto_configure_optimizers=False,
         )
-    except LightspielError as err:
-        print(f"lightspiel: error: {err}", file=sys.stderr)
+    except Exception as err:
+        user_error = _user_error(err)
+        if user_error is None:
+            raise
+        print(f"lightspiel: error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _user_error(err: BaseException) -> LightspielError | None:
+    """The user mistake behind an exception, if any: jsonargparse wraps errors raised while it
+    instantiates classes, keeping ours in the exception's context chain."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LightspielError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

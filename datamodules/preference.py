@@ -116,8 +116,10 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.iteration == 0 and self.episodes_path:
             return read_jsonl(self.episodes_path, Episode)
         path = self.iteration_dir() / "episodes.jsonl"
-        have = read_complete_episodes(path)
-        missing = self._seeds()[len(have) :]
+        seeds = self._seeds()
+        have = [e for e in read_complete_episodes(path) if e.seed in set(seeds)]
+        done = {e.seed for e in have}
+        missing = [s for s in seeds if s not in done]
         if missing:
             if policy is None:
                 raise RuntimeError("the preference datamodule needs the policy to play episodes")
@@ -132,7 +134,8 @@ class PreferenceDataModule(L.LightningDataModule):
             )
             self.rollout_metrics = result.metrics
             have += result.episodes
-        return have
+        order = {s: i for i, s in enumerate(seeds)}
+        return sorted(have, key=lambda e: order[e.seed])
 
     def _seeds(self) -> list[int]:
         base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration

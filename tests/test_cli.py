@@ -1,0 +1,102 @@
+"""The CLI end to end on a tiny model: artefacts, resume, and user errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cli import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path: Path, model_dir: str, name: str = "quickstart.yaml") -> tuple[Path, Path]:
+    """The shipped config with only its sizes shrunk and the tiny model swapped in."""
+    cfg = yaml.safe_load((ROOT / "configs" / name).read_text())
+    run = tmp_path / "run"
+    cfg["trainer"]["default_root_dir"] = str(run)
+    cfg["model"]["init_args"]["policy"].update(model=model_dir, dtype="float32", lora_r=4, lora_alpha=8)
+    data = cfg["data"]["init_args"]
+    data.update(num_episodes=6, num_envs=6, batch_size=4)
+    for cb in cfg["trainer"].get("callbacks", []):
+        if cb["class_path"].endswith("TournamentCallback"):
+            cb["init_args"].update(num_games=4, opponents=["random"], every_n_epochs=1)
+        if cb["class_path"].endswith("IterativeRegeneration"):
+            cb["init_args"]["every_n_epochs"] = 1
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path, run
+
+
+def _callback_state(ckpt: dict, name: str) -> dict:
+    (state,) = [v for k, v in ckpt["callbacks"].items() if name in k]
+    return state
+
+
+def _scalars(run: Path) -> dict[str, list]:
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+def test_two_step_fit_writes_checkpoint_events_and_data(tmp_path, tiny_model_dir):
+    cfg, run = tiny_config(tmp_path, tiny_model_dir)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_steps=2", "--trainer.log_every_n_steps=1"])
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 2
+    keys = list(ckpt["state_dict"])
+    assert keys and all(".lora_" in k for k in keys)  # trainable weights only, no frozen base
+    assert ckpt["optimizer_states"]
+    scalars = _scalars(run)
+    assert "train/loss" in scalars and "eval/random/non_loss_rate" in scalars and "rollout/games_per_s" in scalars
+    for name in ("episodes.jsonl", "pairs_train.jsonl", "pairs_eval.jsonl"):
+        assert (run / "iter_000" / name).stat().st_size > 0 or name == "pairs_eval.jsonl"
+    assert (run / "reports" / "tournament_start.json").exists()
+
+
+def test_resume_continues_at_the_saved_iteration_with_the_saved_callback_state(tmp_path, tiny_model_dir):
+    cfg, run = tiny_config(tmp_path, tiny_model_dir)
+    common = ["fit", "--config", str(cfg), "--trainer.limit_train_batches=2"]
+    cli_main([*common, "--trainer.max_epochs=2"])
+    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert _callback_state(first, "IterativeRegeneration")["iteration"] == 2
+    history = _callback_state(first, "TournamentCallback")["history"]
+    assert [h["label"] for h in history] == ["start", "epoch000", "epoch001"]
+    iter0 = (run / "iter_000" / "episodes.jsonl").read_bytes()
+
+    cli_main([*common, "--trainer.max_epochs=3", "--ckpt_path=last"])
+    second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert second["epoch"] == 2 and second["global_step"] == first["global_step"] + 2
+    assert _callback_state(second, "IterativeRegeneration")["iteration"] == 3
+    resumed = _callback_state(second, "TournamentCallback")["history"]
+    assert resumed[:3] == history and [h["label"] for h in resumed[3:]] == ["epoch002"]  # no second "start"
+    assert (run / "iter_000" / "episodes.jsonl").read_bytes() == iter0  # earlier iterations untouched
+    assert len((run / "iter_002" / "episodes.jsonl").read_text().splitlines()) == 6
+    # The trained LoRA weights were restored, not re-initialised: they moved on from the first run.
+    a = first["state_dict"]
+    b = second["state_dict"]
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("--model.init_args.beta=-1", "--model.beta must be > 0"),
+        ("--model.init_args.policy.model=./no/such/model", "does not exist"),
+        ("--data.init_args.strategy=magic", "--data.strategy"),
+    ],
+)
+def test_user_mistakes_get_one_clear_message(tmp_path, tiny_model_dir, capsys, override, message):
+    cfg, _ = tiny_config(tmp_path, tiny_model_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(cfg), override])
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err
+
+
+def test_missing_config_file_is_reported(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", "configs/does_not_exist.yaml"])
+    assert "does_not_exist.yaml" in capsys.readouterr().err

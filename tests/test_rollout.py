@@ -1,0 +1,98 @@
+"""The batched rollout engine and the preference datamodule on a tiny random-init model."""
+
+import json
+
+import pytest
+
+from datamodules import PreferenceDataModule, RolloutEngine, read_jsonl
+from datamodules.records import Episode, PreferencePair
+from modules.errors import ConfigError, DataFileError
+
+ENV = "lightspiel/TicTacToe-v0"
+
+
+def test_rollout_writes_one_line_per_finished_episode_with_metrics(tiny_policy, tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=4)
+    result = engine.play(tiny_policy, seeds=list(range(10)), mode="score", out_path=path, progress=None)
+    on_disk = read_jsonl(path, Episode)
+    assert len(result.episodes) == 10 and sorted(e.seed for e in on_disk) == list(range(10))
+    assert [e.seed for e in result.episodes] == list(range(10))  # returned in seed order
+    m = result.metrics
+    assert m["win_rate"] + m["draw_rate"] + m["loss_rate"] == pytest.approx(1.0)
+    assert m["parse_rate"] == 1.0 and m["illegal_rate"] == 0.0  # score mode is legal by construction
+    assert m["games_per_s"] > 0
+    for ep in result.episodes:
+        assert ep.turns and all(t.seat == ep.learner_seat for t in ep.turns)
+        assert sum(ep.returns) == 0  # zero-sum
+
+
+def test_generate_mode_records_parse_and_legality(tiny_policy, tmp_path):
+    engine = RolloutEngine(ENV, {"opponent": "random", "illegal_rule": "random"}, num_envs=3)
+    result = engine.play(tiny_policy, seeds=[1, 2, 3], mode="generate", progress=None)
+    turns = [t for e in result.episodes for t in e.turns]
+    # A random tiny model rarely answers a legal cell number; the env's rule keeps the game going.
+    assert all(t.outcome in ("ok", "illegal", "unparsed") for t in turns)
+    assert result.metrics["parse_rate"] == pytest.approx(sum(t.parsed for t in turns) / len(turns))
+    assert all(t.rule == "random" for t in turns if t.outcome != "ok")
+
+
+def test_same_seeds_replay_the_same_games(tiny_policy):
+    engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=2)
+    a = engine.play(tiny_policy, seeds=[5, 6, 7], greedy=True, progress=None)
+    b = engine.play(tiny_policy, seeds=[5, 6, 7], greedy=True, progress=None)
+    assert [[t.action for t in e.turns] for e in a.episodes] == [[t.action for t in e.turns] for e in b.episodes]
+
+
+def test_self_play_rollout_to_pairs(tiny_policy, tmp_path):
+    dm = PreferenceDataModule(
+        ENV, {"opponent": "self"}, num_episodes=12, num_envs=6, strategy="oracle", margin=0.5, run_dir=str(tmp_path)
+    )
+    dm.build(tiny_policy)
+    folder = tmp_path / "iter_000"
+    episodes = read_jsonl(folder / "episodes.jsonl", Episode)
+    train = read_jsonl(folder / "pairs_train.jsonl", PreferencePair)
+    evals = read_jsonl(folder / "pairs_eval.jsonl", PreferencePair)
+    assert len(episodes) == 12 and {t.seat for e in episodes for t in e.turns} == {0, 1}
+    assert train == dm.train_pairs and evals == dm.eval_pairs and train
+    assert all(p.chosen_score >= p.rejected_score + 0.5 for p in train + evals)
+    assert not {p.state_key for p in train} & {p.state_key for p in evals}
+    row = json.loads((folder / "pairs_train.jsonl").read_text().splitlines()[0])
+    assert {"prompt", "chosen", "rejected"} <= set(row)  # the shape TRL reads
+    batch = next(iter(dm.train_dataloader()))
+    assert isinstance(batch[0], PreferencePair)
+
+
+def test_a_killed_rollout_is_topped_up_not_replayed(tiny_policy, tmp_path):
+    dm = PreferenceDataModule(ENV, {"opponent": "random"}, num_episodes=6, num_envs=3, run_dir=str(tmp_path))
+    path = tmp_path / "iter_000" / "episodes.jsonl"
+    engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=2)
+    engine.play(tiny_policy, dm._seeds()[:4], out_path=path, progress=None)  # "killed" after 4 games
+    with path.open("a") as fh:
+        fh.write('{"episode_id": "torn')  # and mid-line
+    kept = path.read_text().splitlines()[:4]
+    eps = dm.episodes(tiny_policy)
+    assert len(eps) == 6 and path.read_text().splitlines()[:4] == kept
+    assert [e.seed for e in eps] == dm._seeds()
+
+
+def test_given_episodes_file_with_a_bad_line_is_reported(tmp_path):
+    path = tmp_path / "eps.jsonl"
+    path.write_text('{"episode_id": "x"}\n')
+    dm = PreferenceDataModule(ENV, episodes_path=str(path), run_dir=str(tmp_path / "run"))
+    with pytest.raises(DataFileError, match=r"eps.jsonl:1: field 'game': missing"):
+        dm.build()
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"strategy": "best"}, "--data.strategy"),
+        ({"oracle": "judge"}, "--data.oracle"),
+        ({"mode": "constrained"}, "--data.mode"),
+        ({"episodes_path": "nowhere.jsonl"}, "--data.episodes_path"),
+    ],
+)
+def test_bad_datamodule_options_are_named(kwargs, option):
+    with pytest.raises(ConfigError, match=option):
+        PreferenceDataModule(ENV, **kwargs)
