@@ -24,7 +24,10 @@ class IterationSchedule:
     def should_advance(self, finished_epoch: int) -> tuple[bool, str]:
         """Whether to start a new iteration after 0-based epoch ``finished_epoch``, and why."""
         if (finished_epoch + 1) % self.every_n_epochs == 0:
-            return True, f"epoch {finished_epoch} closes iteration {self.iteration} ({self.every_n_epochs} epochs each)"
+            return (
+                True,
+                f"epoch {finished_epoch} closes iteration {self.iteration} ({self.every_n_epochs} epochs each)",
+            )
         left = self.every_n_epochs - (finished_epoch + 1) % self.every_n_epochs
         return False, f"iteration {self.iteration} has {left} epoch(s) to go"
 
@@ -58,7 +61,9 @@ class IterativeRegeneration(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not hasattr(trainer.datamodule, "set_iteration"):
-            raise ConfigError("IterativeRegeneration needs a datamodule with set_iteration (e.g. PreferenceDataModule)")
+            raise ConfigError(
+                "IterativeRegeneration needs a datamodule with set_iteration (e.g. PreferenceDataModule)"
+            )
         # New data must reach the loop: rebuild the dataloaders each epoch (cheap: pairs are cached).
         trainer.reload_dataloaders_every_n_epochs = 1
 

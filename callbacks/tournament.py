@@ -12,7 +12,6 @@ from pathlib import Path
 
 import lightning as L
 
-from datamodules.records import Episode
 from datamodules.rollout import RolloutEngine, outcome_metrics
 from modules.errors import ConfigError
 
@@ -51,17 +50,16 @@ class Tournament:
         for opponent in self.opponents:
             kwargs = {**self.env_kwargs, "opponent": opponent}
             engine = RolloutEngine(self.env, kwargs, min(self.num_envs, self.num_games))
-            seats = 2  # alternate the learner between the first two seats
             played = engine.play(
                 policy,
                 [self.seed + i for i in range(self.num_games)],
                 mode=mode or self.mode,
                 greedy=True,
-                reset_options=lambda i: {"learner_seat": i % seats},
+                reset_options=_alternate_seats,
                 progress=f"tournament vs {opponent}",
             )
             metrics = dict(played.metrics)
-            for seat in range(seats):
+            for seat in range(2):
                 mine = [e for e in played.episodes if e.learner_seat == seat]
                 for k, v in outcome_metrics(mine).items():
                     if k in ("win_rate", "non_loss_rate", "mean_return"):
@@ -70,8 +68,9 @@ class Tournament:
         return results
 
 
-def _episodes_summary(episodes: list[Episode]) -> dict:
-    return outcome_metrics(episodes)
+def _alternate_seats(game_index: int) -> dict:
+    """The learner takes the first two seats in turn, so both sides of the game are measured."""
+    return {"learner_seat": game_index % 2}
 
 
 class TournamentCallback(L.Callback):
@@ -104,7 +103,12 @@ class TournamentCallback(L.Callback):
         if every_n_epochs < 1:
             raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.opponents = list(opponents or ["random"])
-        self.num_games, self.every_n_epochs, self.mode, self.at_start = num_games, every_n_epochs, mode, at_start
+        self.num_games, self.every_n_epochs, self.mode, self.at_start = (
+            num_games,
+            every_n_epochs,
+            mode,
+            at_start,
+        )
         self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
         self.history: list[dict] = []
 
@@ -118,7 +122,12 @@ class TournamentCallback(L.Callback):
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
         results = self._tournament(trainer).run(pl_module.policy)
-        entry = {"label": label, "epoch": trainer.current_epoch, "step": trainer.global_step, "results": results}
+        entry = {
+            "label": label,
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "results": results,
+        }
         self.history.append(entry)
         if trainer.logger is not None:
             flat = {f"eval/{opp}/{k}": v for opp, m in results.items() for k, v in m.items()}

@@ -27,18 +27,21 @@ DEFAULT_RUN_DIR = "runs/lightspiel"
 class LightspielCLI(LightningCLI):
     """LightningCLI with lightspiel's run-folder defaults (TensorBoard logger, resumable checkpoints)."""
 
-    def _instantiate_trainer(self, config: dict, callbacks: list):
+    def _instantiate_trainer(self, config: dict, extra_callbacks: list):
         config = dict(config)
         root = Path(config.get("default_root_dir") or DEFAULT_RUN_DIR)
         config["default_root_dir"] = str(root)
         if config.get("logger") in (None, True):
             config["logger"] = TensorBoardLogger(save_dir=str(root), name="tensorboard", version="")
-        configured = list(config.get("callbacks") or []) + list(callbacks)
+        configured = list(config.get("callbacks") or []) + list(extra_callbacks)
         if config.get("enable_checkpointing", True) is not False and not any(
             isinstance(c, ModelCheckpoint) for c in configured
         ):
-            callbacks = [*callbacks, ModelCheckpoint(dirpath=root / "checkpoints", filename="{epoch:03d}-{step}", save_last=True)]
-        return super()._instantiate_trainer(config, callbacks)
+            extra_callbacks = [
+                *extra_callbacks,
+                ModelCheckpoint(dirpath=root / "checkpoints", filename="{epoch:03d}-{step}", save_last=True),
+            ]
+        return super()._instantiate_trainer(config, extra_callbacks)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightspielCLI | None:

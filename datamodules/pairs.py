@@ -76,12 +76,7 @@ def margin_pairs(
             scores[_answer(turn)].append(ep.returns[turn.seat] - ep.penalties[turn.seat])
         mean = {a: float(np.mean(s)) for a, s in scores.items()}
         ranked = sorted(mean, key=lambda a: (-mean[a], a))
-        found = [
-            (a, b)
-            for i, a in enumerate(ranked)
-            for b in ranked[i + 1 :]
-            if mean[a] - mean[b] >= margin
-        ]
+        found = [(a, b) for i, a in enumerate(ranked) for b in ranked[i + 1 :] if mean[a] - mean[b] >= margin]
         rng.shuffle(found)
         for a, b in found[:max_pairs_per_state]:
             pairs.append(_pair(group, a, b, mean[a], mean[b], "margin"))

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Sampler
 
 from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, split_pairs
 from datamodules.records import (
@@ -32,6 +33,38 @@ from modules.errors import ConfigError
 
 def _collate(batch: list[PreferencePair]) -> list[PreferencePair]:
     return batch
+
+
+class StateBatchSampler(Sampler[list[int]]):
+    """Batches of about ``batch_size`` pairs that keep each state's pairs together.
+
+    A state's pairs share one prompt, and the DPO module runs each distinct prompt of a batch once,
+    so keeping them together makes a state with k pairs cost one prompt pass instead of k. Batches
+    are packed once (in state order) and visited in a fresh random order each epoch.
+    """
+
+    def __init__(self, pairs: list[PreferencePair], batch_size: int, shuffle: bool = True) -> None:
+        groups: dict[str, list[int]] = {}
+        for i, p in enumerate(pairs):
+            groups.setdefault(p.state_key, []).append(i)
+        self.batches: list[list[int]] = []
+        current: list[int] = []
+        for key in sorted(groups):
+            current += groups[key]
+            if len(current) >= batch_size:
+                self.batches.append(current)
+                current = []
+        if current:
+            self.batches.append(current)
+        self.shuffle = shuffle
+
+    def __iter__(self):
+        order = torch.randperm(len(self.batches)).tolist() if self.shuffle else range(len(self.batches))
+        for i in order:
+            yield self.batches[i]
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -50,7 +83,7 @@ class PreferenceDataModule(L.LightningDataModule):
         max_pairs_per_state: Cap on pairs drawn from one state.
         eval_ratio: Fraction of states held out for evaluation.
         seed: Seeds the episodes, the pair sampling and the split.
-        batch_size: Pairs per training batch.
+        batch_size: Pairs per training batch (about: a state's pairs stay in one batch).
         run_dir: Where iteration folders go; defaults to the trainer's ``default_root_dir``.
     """
 
@@ -81,7 +114,9 @@ class PreferenceDataModule(L.LightningDataModule):
         if num_episodes < 1 or batch_size < 1:
             raise ConfigError("--data.num_episodes and --data.batch_size must be >= 1")
         if episodes_path is not None and not Path(episodes_path).is_file():
-            raise ConfigError(f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)")
+            raise ConfigError(
+                f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)"
+            )
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.episodes_path = episodes_path
         self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
@@ -180,8 +215,10 @@ class PreferenceDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         self._ensure_built()
-        return DataLoader(self.train_pairs, batch_size=self.batch_size, shuffle=True, collate_fn=_collate)
+        sampler = StateBatchSampler(self.train_pairs, self.batch_size, shuffle=True)
+        return DataLoader(self.train_pairs, batch_sampler=sampler, collate_fn=_collate)
 
     def val_dataloader(self) -> DataLoader:
         self._ensure_built()
-        return DataLoader(self.eval_pairs, batch_size=self.batch_size, shuffle=False, collate_fn=_collate)
+        sampler = StateBatchSampler(self.eval_pairs, self.batch_size, shuffle=False)
+        return DataLoader(self.eval_pairs, batch_sampler=sampler, collate_fn=_collate)

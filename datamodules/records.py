@@ -104,7 +104,9 @@ def _describe(hint) -> str:
 def from_dict(cls: type[R], data, path: str | Path = "<memory>", line: int = 0, prefix: str = "") -> R:
     """Build a record from a decoded JSON object, checking every field's presence and type."""
     if not isinstance(data, dict):
-        raise DataFileError(path, line, prefix or "<line>", f"expected a JSON object, got {type(data).__name__}")
+        raise DataFileError(
+            path, line, prefix or "<line>", f"expected a JSON object, got {type(data).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -136,7 +138,9 @@ def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:
 def iter_jsonl(path: str | Path, cls: type[R]) -> Iterator[R]:
     path = Path(path)
     if not path.is_file():
-        raise DataFileError(path, 0, "<file>", f"no such file (expected a JSONL file of {cls.__name__} records)")
+        raise DataFileError(
+            path, 0, "<file>", f"no such file (expected a JSONL file of {cls.__name__} records)"
+        )
     with path.open(encoding="utf-8") as fh:
         for lineno, text in enumerate(fh, start=1):
             if not text.strip():

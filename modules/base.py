@@ -20,7 +20,9 @@ class PolicyModule(L.LightningModule):
         warmup_steps: Linear learning-rate warmup from 0 over this many optimizer steps.
     """
 
-    def __init__(self, policy: Policy, lr: float = 1e-4, weight_decay: float = 0.0, warmup_steps: int = 0) -> None:
+    def __init__(
+        self, policy: Policy, lr: float = 1e-4, weight_decay: float = 0.0, warmup_steps: int = 0
+    ) -> None:
         super().__init__()
         if lr <= 0:
             raise ConfigError(f"--model.lr must be > 0, got {lr}")

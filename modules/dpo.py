@@ -4,8 +4,10 @@ Batches are lists of preference pairs (prompt, chosen, rejected as text); the mo
 with its policy. Deliberate deviations from the paper's reference implementation:
 - The reference model is the policy with its adapter disabled (or a frozen snapshot adapter when the
   iterative-regeneration callback moves the reference), not a second copy of the weights.
-- Each pair's prompt is run once and its key/value cache shared by chosen and rejected; vocabulary
-  logits are computed only at completion positions.
+- Each distinct prompt in a batch is run once and its key/value cache shared by all of its
+  completions (the datamodule batches the pairs of one state together, so a state with one chosen
+  and three rejected moves costs one prompt pass, not six); vocabulary logits are computed only at
+  completion positions.
 - Reference log-probabilities are computed once per pair and cached until the reference changes
   (they cannot change in between), so later epochs skip the reference forward pass entirely.
 """
@@ -57,24 +59,39 @@ class DPO(PolicyModule):
         """Forget cached reference log-probabilities (called when the reference moves)."""
         self._ref_cache.clear()
 
-    def _tokens(self, batch) -> tuple[list[list[int]], list[list[list[int]]]]:
-        prompts = [self.policy.prompt_ids(p.prompt) for p in batch]
-        comps = [[self.policy.completion_ids(p.chosen), self.policy.completion_ids(p.rejected)] for p in batch]
-        return prompts, comps
+    def _pair_logps(self, batch) -> torch.Tensor:  # [B, 2]
+        """Log-probs of each pair's chosen and rejected; each distinct prompt runs once per batch,
+        its distinct completions sharing its key/value cache (pairs of one state share a prompt)."""
+        prompts: dict[str, int] = {}
+        comps: list[dict[str, int]] = []
+        index = []
+        for p in batch:
+            i = prompts.setdefault(p.prompt, len(prompts))
+            if i == len(comps):
+                comps.append({})
+            c = comps[i].setdefault(p.chosen, len(comps[i]))
+            r = comps[i].setdefault(p.rejected, len(comps[i]))
+            index.append((i, c, r))
+        logps = self.policy.completion_logps(
+            [self.policy.prompt_ids(text) for text in prompts],
+            [[self.policy.completion_ids(text) for text in cs] for cs in comps],
+        )  # [P, K]
+        rows = torch.tensor([i for i, _, _ in index], device=logps.device)
+        cols = torch.tensor([[c, r] for _, c, r in index], device=logps.device)
+        return logps[rows[:, None], cols]
 
-    def _reference_logps(self, batch, prompts, comps) -> torch.Tensor:  # [B, 2]
-        todo = [i for i, p in enumerate(batch) if p.pair_id not in self._ref_cache]
+    def _reference_logps(self, batch) -> torch.Tensor:  # [B, 2]
+        todo = [p for p in batch if p.pair_id not in self._ref_cache]
         if todo:
             with torch.no_grad(), self.policy.reference():
-                ref = self.policy.completion_logps([prompts[i] for i in todo], [comps[i] for i in todo])
-            for i, row in zip(todo, ref.tolist()):
-                self._ref_cache[batch[i].pair_id] = (row[0], row[1])
+                ref = self._pair_logps(todo)
+            for p, row in zip(todo, ref.tolist()):
+                self._ref_cache[p.pair_id] = (row[0], row[1])
         return torch.tensor([self._ref_cache[p.pair_id] for p in batch], device=self.device)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        prompts, comps = self._tokens(batch)
-        ref = self._reference_logps(batch, prompts, comps)
-        logps = self.policy.completion_logps(prompts, comps)  # [B, 2]
+        ref = self._reference_logps(batch)
+        logps = self._pair_logps(batch)
         losses, chosen_rewards, rejected_rewards = dpo_loss(
             logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], self.beta, self.loss_type, self.label_smoothing
         )

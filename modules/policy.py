@@ -150,7 +150,9 @@ class Policy(nn.Module):
         if temperature <= 0:
             raise ConfigError(f"--model.policy.temperature must be > 0, got {temperature}")
         if load_in_4bit and not torch.cuda.is_available():
-            raise ConfigError("--model.policy.load_in_4bit needs a CUDA device (bitsandbytes 4-bit); none found")
+            raise ConfigError(
+                "--model.policy.load_in_4bit needs a CUDA device (bitsandbytes 4-bit); none found"
+            )
         self.model_name = model
         self.system_prompt = system_prompt
         self.max_new_tokens = max_new_tokens
@@ -159,7 +161,9 @@ class Policy(nn.Module):
         self.lora_kwargs = dict(
             r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules
         )
-        self.tokenizer, self.model = self._load(resolve_model(model), _DTYPES[dtype], load_in_4bit, trust_remote_code)
+        self.tokenizer, self.model = self._load(
+            resolve_model(model), _DTYPES[dtype], load_in_4bit, trust_remote_code
+        )
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
 

@@ -5,8 +5,13 @@ The tiny model is saved to a folder and loaded through the same path a user's lo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +48,27 @@ def tiny_policy(tiny_model_dir):
 
     torch.manual_seed(0)
     return Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
+
+
+def _tiny_config(tmp_path: Path, model_dir: str, name: str = "quickstart.yaml") -> tuple[Path, Path]:
+    """The shipped config with only its sizes shrunk and the tiny model swapped in."""
+    cfg = yaml.safe_load((ROOT / "configs" / name).read_text())
+    run = tmp_path / "run"
+    cfg["trainer"]["default_root_dir"] = str(run)
+    cfg["model"]["init_args"]["policy"].update(model=model_dir, dtype="float32", lora_r=4, lora_alpha=8)
+    data = cfg["data"]["init_args"]
+    data.update(num_episodes=6, num_envs=6, batch_size=4)
+    for cb in cfg["trainer"].get("callbacks", []):
+        if cb["class_path"].endswith("TournamentCallback"):
+            cb["init_args"].update(num_games=4, opponents=["random"], every_n_epochs=1)
+        if cb["class_path"].endswith("IterativeRegeneration"):
+            cb["init_args"]["every_n_epochs"] = 1
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path, run
+
+
+@pytest.fixture
+def tiny_config(tiny_model_dir):
+    """``tiny_config(tmp_path, name="quickstart.yaml") -> (config path, run folder)``."""
+    return lambda tmp_path, name="quickstart.yaml": _tiny_config(tmp_path, tiny_model_dir, name)

@@ -4,30 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cli import cli_main
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(tmp_path: Path, model_dir: str, name: str = "quickstart.yaml") -> tuple[Path, Path]:
-    """The shipped config with only its sizes shrunk and the tiny model swapped in."""
-    cfg = yaml.safe_load((ROOT / "configs" / name).read_text())
-    run = tmp_path / "run"
-    cfg["trainer"]["default_root_dir"] = str(run)
-    cfg["model"]["init_args"]["policy"].update(model=model_dir, dtype="float32", lora_r=4, lora_alpha=8)
-    data = cfg["data"]["init_args"]
-    data.update(num_episodes=6, num_envs=6, batch_size=4)
-    for cb in cfg["trainer"].get("callbacks", []):
-        if cb["class_path"].endswith("TournamentCallback"):
-            cb["init_args"].update(num_games=4, opponents=["random"], every_n_epochs=1)
-        if cb["class_path"].endswith("IterativeRegeneration"):
-            cb["init_args"]["every_n_epochs"] = 1
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path, run
 
 
 def _callback_state(ckpt: dict, name: str) -> dict:
@@ -41,8 +20,8 @@ def _scalars(run: Path) -> dict[str, list]:
     return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
 
 
-def test_two_step_fit_writes_checkpoint_events_and_data(tmp_path, tiny_model_dir):
-    cfg, run = tiny_config(tmp_path, tiny_model_dir)
+def test_two_step_fit_writes_checkpoint_events_and_data(tmp_path, tiny_config):
+    cfg, run = tiny_config(tmp_path)
     cli_main(["fit", "--config", str(cfg), "--trainer.max_steps=2", "--trainer.log_every_n_steps=1"])
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 2
@@ -50,14 +29,18 @@ def test_two_step_fit_writes_checkpoint_events_and_data(tmp_path, tiny_model_dir
     assert keys and all(".lora_" in k for k in keys)  # trainable weights only, no frozen base
     assert ckpt["optimizer_states"]
     scalars = _scalars(run)
-    assert "train/loss" in scalars and "eval/random/non_loss_rate" in scalars and "rollout/games_per_s" in scalars
+    assert (
+        "train/loss" in scalars
+        and "eval/random/non_loss_rate" in scalars
+        and "rollout/games_per_s" in scalars
+    )
     for name in ("episodes.jsonl", "pairs_train.jsonl", "pairs_eval.jsonl"):
         assert (run / "iter_000" / name).stat().st_size > 0 or name == "pairs_eval.jsonl"
     assert (run / "reports" / "tournament_start.json").exists()
 
 
-def test_resume_continues_at_the_saved_iteration_with_the_saved_callback_state(tmp_path, tiny_model_dir):
-    cfg, run = tiny_config(tmp_path, tiny_model_dir)
+def test_resume_continues_at_the_saved_iteration_with_the_saved_callback_state(tmp_path, tiny_config):
+    cfg, run = tiny_config(tmp_path)
     common = ["fit", "--config", str(cfg), "--trainer.limit_train_batches=2"]
     cli_main([*common, "--trainer.max_epochs=2"])
     first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
@@ -88,8 +71,8 @@ def test_resume_continues_at_the_saved_iteration_with_the_saved_callback_state(t
         ("--data.init_args.strategy=magic", "--data.strategy"),
     ],
 )
-def test_user_mistakes_get_one_clear_message(tmp_path, tiny_model_dir, capsys, override, message):
-    cfg, _ = tiny_config(tmp_path, tiny_model_dir)
+def test_user_mistakes_get_one_clear_message(tmp_path, tiny_config, capsys, override, message):
+    cfg, _ = tiny_config(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", str(cfg), override])
     assert exit_info.value.code != 0

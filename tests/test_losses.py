@@ -71,7 +71,11 @@ def test_gradient_pushes_chosen_up_and_rejected_down():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"beta": 0.0}, "beta"), ({"loss_type": "kto"}, "loss_type"), ({"label_smoothing": 0.5}, "label_smoothing")],
+    [
+        ({"beta": 0.0}, "beta"),
+        ({"loss_type": "kto"}, "loss_type"),
+        ({"label_smoothing": 0.5}, "label_smoothing"),
+    ],
 )
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):

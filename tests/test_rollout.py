@@ -41,12 +41,20 @@ def test_same_seeds_replay_the_same_games(tiny_policy):
     engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=2)
     a = engine.play(tiny_policy, seeds=[5, 6, 7], greedy=True, progress=None)
     b = engine.play(tiny_policy, seeds=[5, 6, 7], greedy=True, progress=None)
-    assert [[t.action for t in e.turns] for e in a.episodes] == [[t.action for t in e.turns] for e in b.episodes]
+    assert [[t.action for t in e.turns] for e in a.episodes] == [
+        [t.action for t in e.turns] for e in b.episodes
+    ]
 
 
 def test_self_play_rollout_to_pairs(tiny_policy, tmp_path):
     dm = PreferenceDataModule(
-        ENV, {"opponent": "self"}, num_episodes=12, num_envs=6, strategy="oracle", margin=0.5, run_dir=str(tmp_path)
+        ENV,
+        {"opponent": "self"},
+        num_episodes=12,
+        num_envs=6,
+        strategy="oracle",
+        margin=0.5,
+        run_dir=str(tmp_path),
     )
     dm.build(tiny_policy)
     folder = tmp_path / "iter_000"

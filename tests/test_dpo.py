@@ -1,0 +1,66 @@
+"""The DPO module on a tiny model: batching of shared prompts, reference caching, what trains."""
+
+import torch
+from torch.testing import assert_close
+
+from datamodules.preference import StateBatchSampler
+from datamodules.records import PreferencePair
+from modules.dpo import DPO
+
+
+def _pair(pid, prompt, chosen, rejected):
+    return PreferencePair(
+        pid, prompt, chosen, rejected, 1.0, -1.0, "oracle:minimax", prompt[:8], "tic_tac_toe", 0
+    )
+
+
+BATCH = [
+    _pair("a", "board one, X to move", "5", "1"),
+    _pair("b", "board one, X to move", "5", "9"),
+    _pair("c", "another board, O to move", "3", "7"),
+]
+
+
+def test_pair_logps_match_one_pair_at_a_time(tiny_policy):
+    module = DPO(tiny_policy)
+    with torch.no_grad():
+        together = module._pair_logps(BATCH)
+        alone = torch.cat([module._pair_logps([p]) for p in BATCH])
+    assert together.shape == (3, 2)
+    assert_close(together, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_training_step_moves_the_adapter_only_and_caches_the_reference(tiny_policy):
+    module = DPO(tiny_policy, beta=0.5, lr=1e-2)
+    base = {n: p.detach().clone() for n, p in module.named_parameters() if not p.requires_grad}
+    adapter = {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+    opt = module.configure_optimizers()
+    for _ in range(3):
+        opt.zero_grad()
+        loss = module._step(BATCH, "train")
+        loss.backward()
+        opt.step()
+    assert set(module._ref_cache) == {"a", "b", "c"}
+    assert all(torch.equal(p, base[n]) for n, p in module.named_parameters() if n in base)
+    assert any(not torch.equal(p, adapter[n]) for n, p in module.named_parameters() if n in adapter)
+    with torch.no_grad():
+        after = module._pair_logps(BATCH)
+    ref = module._reference_logps(BATCH)
+    # Preferences learned: the chosen-minus-rejected margin grew against the reference.
+    assert ((after[:, 0] - after[:, 1]) > (ref[:, 0] - ref[:, 1])).all()
+
+
+def test_first_step_loss_is_log2(tiny_policy):
+    """Adapter B starts at zero, so policy == reference and every DPO loss is log 2."""
+    module = DPO(tiny_policy)
+    assert_close(module._step(BATCH, "train"), torch.tensor(0.693147), atol=1e-4, rtol=0)
+
+
+def test_state_batches_keep_a_states_pairs_together():
+    pairs = [_pair(str(i), f"board {i % 5}", "5", str(i)) for i in range(20)]
+    sampler = StateBatchSampler(pairs, batch_size=6)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(20)) and len(batches) == len(sampler)
+    for b in batches:
+        keys = {pairs[i].state_key for i in b}
+        assert all({j for j in range(20) if pairs[j].state_key == k} <= set(b) for k in keys)
