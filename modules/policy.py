@@ -9,6 +9,9 @@ Acting modes:
   prompt. Legal by construction. The prompt is run once and its key/value cache shared by all of its
   candidates (prompt tokens dominate the cost: ~100 prompt tokens against 1-3 action tokens).
 - ``generate``: sample free text; the environment parses it (and applies its illegal-move rule).
+- ``constrained``: decode token by token, allowing at each step only the tokens that continue some
+  legal action's token sequence (a trie walk over ``action text + eos``). Legal by construction, like
+  ``score``, but it samples the way ``generate`` does: one token distribution per step.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from modules.errors import ConfigError
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_MODES = ("score", "generate")
+_MODES = ("score", "generate", "constrained")
 
 
 def cache_dir() -> Path:
@@ -314,7 +317,9 @@ class Policy(nn.Module):
             actions: list[Action] = []
             for start in range(0, len(observations), self.act_batch_size):
                 chunk = observations[start : start + self.act_batch_size]
-                fn = self._score if mode == "score" else self._generate
+                fn = {"score": self._score, "generate": self._generate, "constrained": self._constrained}[
+                    mode
+                ]
                 actions.extend(fn(chunk, greedy))
             return actions
         finally:
@@ -348,3 +353,56 @@ class Policy(nn.Module):
         )
         texts = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
         return [Action(text=t.strip(), index=None, logp=None) for t in texts]
+
+    def _constrained(self, observations: list[dict], greedy: bool) -> list[Action]:
+        cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
+        ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
+        cache, logits = out.past_key_values, out.logits[:, -1].float()
+        bsz = len(observations)
+        alive = [list(range(len(c))) for c in cands]  # candidates still consistent with the prefix
+        chosen: list[int | None] = [None] * bsz
+        logps = [0.0] * bsz
+        next_pos = mask.sum(-1)
+        step = 0
+        while any(c is None for c in chosen):
+            logprobs = logits.log_softmax(-1)
+            tokens = []
+            for b in range(bsz):
+                if chosen[b] is not None:
+                    tokens.append(self.pad_id)
+                    continue
+                allowed = sorted({cands[b][k][step] for k in alive[b]})
+                lp = logprobs[b, allowed]
+                if greedy:
+                    j = int(lp.argmax())
+                else:
+                    j = int(torch.multinomial(torch.softmax(lp / self.temperature, -1), 1))
+                token = allowed[j]
+                logps[b] += float(lp[j])
+                alive[b] = [k for k in alive[b] if cands[b][k][step] == token]
+                # Every candidate ends with eos, which no action text contains: a finished one is unique.
+                done = [k for k in alive[b] if len(cands[b][k]) == step + 1]
+                if done:
+                    chosen[b] = done[0]
+                tokens.append(token)
+            if all(c is not None for c in chosen):
+                break
+            mask = torch.cat([mask, torch.ones((bsz, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+            out = self.model(
+                input_ids=torch.tensor(tokens, device=self.device)[:, None],
+                attention_mask=mask,
+                position_ids=next_pos[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            next_pos = next_pos + 1
+            step += 1
+        return [
+            Action(text=o["legal_actions"][c], index=c, logp=lp)
+            for o, c, lp in zip(observations, chosen, logps)
+        ]

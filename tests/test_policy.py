@@ -105,3 +105,34 @@ def test_bad_options_are_named(tiny_model_dir, kwargs, option):
 def test_missing_local_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         Policy(model=str(tmp_path / "nowhere"))
+
+
+def test_constrained_decoding_handles_actions_that_prefix_each_other(tiny_policy):
+    legal = ["1", "12", "123", "fold", "call"]
+    obs = [{"prompt": PROMPT, "legal_actions": legal}] * 16
+    acts = tiny_policy.act(obs, mode="constrained")
+    assert all(a.text == legal[a.index] for a in acts)
+    greedy = tiny_policy.act(obs[:1], mode="constrained", greedy=True)[0]
+    ids = tiny_policy.completion_ids(greedy.text)
+    with torch.no_grad():
+        full = tiny_policy.completion_logps([tiny_policy.prompt_ids(PROMPT)], [[ids]])
+    # The reported log-prob is the model's (unconstrained) log-likelihood of the chosen sequence.
+    assert greedy.logp == pytest.approx(float(full[0, 0]), abs=1e-3)
+
+
+@pytest.mark.parametrize("game", ["tic_tac_toe", "connect_four", "kuhn_poker"])
+def test_constrained_decoding_never_yields_an_illegal_action(tiny_policy, game):
+    import gymnasium
+
+    import envs  # noqa: F401
+
+    env = gymnasium.make("lightspiel/OpenSpiel-v0", game=game, opponent="random", illegal_rule="forfeit")
+    for seed in range(12):
+        obs, _ = env.reset(seed=seed)
+        done = False
+        while not done:
+            (act,) = tiny_policy.act([obs], mode="constrained")
+            assert act.text in obs["legal_actions"]
+            obs, _, term, trunc, info = env.step(act.text)
+            assert info["legal"] and info["rule"] is None
+            done = term or trunc
