@@ -76,7 +76,10 @@ class PreferenceDataModule(L.LightningDataModule):
         episodes_path: A JSONL file of episodes to use for iteration 0 instead of playing.
         num_episodes: Games played per iteration.
         num_envs: Games stepped together (one batched policy call per wave).
-        mode: How the policy acts in rollouts: ``score`` or ``generate``.
+        mode: How the policy acts in rollouts: ``score``, ``constrained`` or ``generate``.
+        temperature: Sampling temperature of rollouts (None: the policy's own). Above 1 explores more
+            states, which matters once the policy has sharpened.
+        window: Pairs are built from the episodes of the last ``window`` iterations (1: fresh only).
         strategy: How pairs are built: ``margin`` or ``oracle``.
         oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact) or ``mcts``.
         margin: Minimum score (or value) gap between chosen and rejected.
@@ -95,6 +98,8 @@ class PreferenceDataModule(L.LightningDataModule):
         num_episodes: int = 64,
         num_envs: int = 16,
         mode: str = "score",
+        temperature: float | None = None,
+        window: int = 1,
         strategy: str = "oracle",
         oracle: str = "minimax",
         margin: float = 0.1,
@@ -109,8 +114,12 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.strategy must be one of {STRATEGIES}, got {strategy!r}")
         if oracle not in ORACLES:
             raise ConfigError(f"--data.oracle must be one of {ORACLES}, got {oracle!r}")
-        if mode not in ("score", "generate"):
-            raise ConfigError(f"--data.mode must be 'score' or 'generate', got {mode!r}")
+        if mode not in ("score", "constrained", "generate"):
+            raise ConfigError(f"--data.mode must be 'score', 'constrained' or 'generate', got {mode!r}")
+        if temperature is not None and temperature <= 0:
+            raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
+        if window < 1:
+            raise ConfigError(f"--data.window must be >= 1, got {window}")
         if num_episodes < 1 or batch_size < 1:
             raise ConfigError("--data.num_episodes and --data.batch_size must be >= 1")
         if episodes_path is not None and not Path(episodes_path).is_file():
@@ -120,6 +129,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.episodes_path = episodes_path
         self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
+        self.temperature, self.window = temperature, window
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
         self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
         self.batch_size, self._run_dir = batch_size, run_dir
@@ -166,11 +176,17 @@ class PreferenceDataModule(L.LightningDataModule):
                 out_path=path,
                 iteration=self.iteration,
                 progress=f"rollout iter {self.iteration}",
+                temperature=self.temperature,
             )
             self.rollout_metrics = result.metrics
             have += result.episodes
         order = {s: i for i, s in enumerate(seeds)}
         return sorted(have, key=lambda e: order[e.seed])
+
+    def _stored_episodes(self, iteration: int) -> list[Episode]:
+        if iteration == 0 and self.episodes_path:
+            return read_jsonl(self.episodes_path, Episode)
+        return read_complete_episodes(self.iteration_dir(iteration) / "episodes.jsonl")
 
     def _seeds(self) -> list[int]:
         base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration
@@ -179,6 +195,8 @@ class PreferenceDataModule(L.LightningDataModule):
     def build(self, policy=None) -> None:
         """Episodes -> pairs -> split, written to the iteration folder."""
         episodes = self.episodes(policy)
+        for earlier in range(max(0, self.iteration - self.window + 1), self.iteration):
+            episodes = self._stored_episodes(earlier) + episodes
         kwargs = {"margin": self.margin, "max_pairs_per_state": self.max_pairs_per_state, "seed": self.seed}
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle

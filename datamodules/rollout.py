@@ -1,7 +1,7 @@
 """Batched rollouts: many environments stepped together, one policy call per wave of waiting seats.
 
 The engine knows environments (``envs``) and asks a policy to act through one duck-typed method,
-``policy.act(observations, mode=..., greedy=...) -> [Action(text, index, logp)]``. Non-LLM agents play
+``policy.act(observations, mode=..., greedy=..., temperature=...) -> [Action(text, index, logp)]``. Non-LLM agents play
 inside the environments (opponents), so every waiting observation belongs to a learner seat.
 """
 
@@ -85,6 +85,7 @@ class RolloutEngine:
         iteration: int = 0,
         reset_options: Callable[[int], dict] | None = None,
         progress: str | None = "rollout",
+        temperature: float | None = None,
     ) -> RolloutResult:
         """Play one episode per seed; append each finished episode to ``out_path`` as it ends."""
         start = time.perf_counter()
@@ -105,7 +106,8 @@ class RolloutEngine:
                 start_next(i)
             while slots:
                 waiting = sorted(slots)
-                actions = policy.act([slots[i]["obs"] for i in waiting], mode=mode, greedy=greedy)
+                observations = [slots[i]["obs"] for i in waiting]
+                actions = policy.act(observations, mode=mode, greedy=greedy, temperature=temperature)
                 for i, act in zip(waiting, actions):
                     done = self._step(i, slots[i], act, mode, iteration)
                     if done is not None:

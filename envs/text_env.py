@@ -13,6 +13,7 @@ import numpy as np
 import pyspiel
 from gymnasium import spaces
 
+from envs import games as _games  # noqa: F401  (registers lightspiel's own OpenSpiel games)
 from envs.agents import AGENT_NAMES, Agent, make_agent
 from envs.renderers import INVALID_ACTION, Renderer, renderer_for
 
@@ -23,9 +24,11 @@ __all__ = [
     "MAX_ACTION_TEXT_CHARS",
     "MAX_ANSWER_CHARS",
     "MAX_PROMPT_CHARS",
+    "COOPERATIVE_GAMES",
     "OPPONENTS",
     "OpenSpielTextEnv",
     "load_game",
+    "observe",
     "state_from_history",
 ]
 
@@ -44,6 +47,9 @@ MAX_ANSWER_CHARS: int = 4096
 ILLEGAL_RULES: tuple[str, ...] = ("random", "forfeit", "retry")
 OPPONENTS: tuple[str, ...] = (*AGENT_NAMES, "self")
 
+#: Games whose seats always share one reward (besides those OpenSpiel marks ``IDENTICAL``).
+COOPERATIVE_GAMES: tuple[str, ...] = ("lewis_signaling", "trade_comm")
+
 _CHARSET_SET = frozenset(CHARSET)
 
 
@@ -60,20 +66,35 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def _parameter_help(name: str) -> str:
+    """``"rows (int, default 8), columns (int, default 8)"`` for a registered game name."""
+    for game_type in pyspiel.registered_games():
+        if game_type.short_name == name:
+            spec = game_type.parameter_specification
+            if not spec:
+                return f"{name} takes no parameters"
+            items = [
+                f"{key} ({type(value).__name__}, default {value!r})" for key, value in sorted(spec.items())
+            ]
+            return f"{name} takes: {', '.join(items)}"
+    return f"no parameter list found for {name}"
+
+
 @functools.lru_cache(maxsize=128)
 def load_game(game: str) -> pyspiel.Game:
     """Load (and cache) an OpenSpiel game from its game string, e.g. ``"connect_four"`` or
-    ``"kuhn_poker(players=3)"``.
+    ``"breakthrough(rows=6,columns=6)"``.
 
     Args:
-        game: An OpenSpiel game string.
+        game: An OpenSpiel game string (any registered game, lightspiel's own included).
 
     Returns:
         The loaded game.
 
     Raises:
-        ValueError: Unknown game name (the message suggests close registered names) or parameters
-            OpenSpiel rejects.
+        ValueError: Unknown game name (the message names the string and lists close registered
+            names, or all of them), or parameters OpenSpiel rejects (the message names the string,
+            says what was wrong and lists the game's parameters with their types and defaults).
     """
     if not isinstance(game, str):
         raise ValueError(f"game must be an OpenSpiel game string, got {game!r}")
@@ -81,23 +102,27 @@ def load_game(game: str) -> pyspiel.Game:
     registered = pyspiel.registered_names()
     if name not in registered:
         close = difflib.get_close_matches(name, registered, n=5, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise ValueError(
-            f"unknown OpenSpiel game {game!r}; {hint}"
-            f"(pyspiel.registered_names() lists all {len(registered)} games)"
-        )
+        if close:
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?"
+        else:
+            hint = f"OpenSpiel offers: {', '.join(sorted(registered))}"
+        raise ValueError(f"unknown OpenSpiel game {game!r}; {hint}")
     try:
-        return pyspiel.load_game(game)
-    except pyspiel.SpielError as err:
-        raise ValueError(f"cannot load OpenSpiel game {game!r}: {err}") from err
+        return pyspiel.load_game(game.strip())
+    except (pyspiel.SpielError, ValueError, TypeError, RuntimeError) as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"cannot load OpenSpiel game {game!r}: {reason}. {_parameter_help(name)}") from err
 
 
 def state_from_history(game: str, history: list[int]) -> pyspiel.State:
     """Rebuild a state by replaying ``history`` (e.g. ``info["history"]``) from the initial state.
 
+    At a simultaneous-move node the next ``num_players`` entries are the joint action (OpenSpiel's
+    ``state.history()`` lists one action per player there).
+
     Args:
         game: The OpenSpiel game string (e.g. ``info["game"]``).
-        history: Action ids as returned by ``state.history()`` (sequential games).
+        history: Action ids as returned by ``state.history()``.
 
     Returns:
         A fresh ``pyspiel.State``.
@@ -106,60 +131,111 @@ def state_from_history(game: str, history: list[int]) -> pyspiel.State:
         ValueError: Unknown game, or an action that is not legal where it is replayed.
     """
     state = load_game(game).new_initial_state()
-    for i, action in enumerate(history):
+    players = state.get_game().num_players()
+    i = 0
+    while i < len(history):
         try:
-            state.apply_action(int(action))
+            if state.is_simultaneous_node():
+                joint = [int(a) for a in history[i : i + players]]
+                if len(joint) < players:
+                    raise ValueError(f"history ends inside a joint action at position {i} of {game!r}")
+                state.apply_actions(joint)
+                i += players
+            else:
+                state.apply_action(int(history[i]))
+                i += 1
         except pyspiel.SpielError as err:
-            raise ValueError(f"cannot replay action {action!r} at position {i} of {game!r}: {err}") from err
+            raise ValueError(
+                f"cannot replay action {history[i]!r} at position {i} of {game!r}: {err}"
+            ) from err
     return state
+
+
+def observe(
+    state: pyspiel.State, seat: int, renderer: Renderer | None = None
+) -> tuple[str, list[int], tuple[str, ...]]:
+    """What the environment shows ``seat`` at a decision state: exactly its ``prompt`` and
+    ``legal_actions`` (cleaned and capped as in observations), plus the legal action ids.
+
+    Args:
+        state: A state where ``seat`` has to move.
+        seat: The seat.
+        renderer: The renderer to use (default: ``renderer_for(state.get_game())``).
+
+    Returns:
+        ``(prompt, legal action ids, legal action texts)``.
+    """
+    renderer = renderer_for(state.get_game()) if renderer is None else renderer
+    legal = [int(a) for a in state.legal_actions(seat)]
+    texts = []
+    for a in legal:
+        text = _clean(renderer.action_text(state, seat, a), MAX_ACTION_TEXT_CHARS)
+        texts.append(text or str(a))
+    return _clean(renderer.prompt(state, seat), MAX_PROMPT_CHARS), legal, tuple(texts)
 
 
 class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
     """Play an OpenSpiel game as text, with the language model as the learner.
 
     ## Description
-    Any OpenSpiel game (``pyspiel.load_game(game)``) rendered as text by a game-specific
-    :class:`~envs.renderers.Renderer` (a generic one built from OpenSpiel's own strings for games
-    without a dedicated renderer). The learner occupies one seat and a built-in opponent agent plays
-    all other seats inside the environment; with ``opponent="self"`` the learner drives every seat
+    Any OpenSpiel game (``pyspiel.load_game(game)``; lightspiel's own games in :mod:`envs.games`
+    too) rendered as text by a game-specific :class:`~envs.renderers.Renderer` (a generic one built
+    from OpenSpiel's own observation / information-state and action strings for games without a
+    dedicated renderer). Sequential and simultaneous-move games, chance nodes and any number of
+    players are supported. The learner occupies one seat and a built-in opponent agent plays all
+    other seats inside the environment; with ``opponent="self"`` the learner drives every seat
     (self-play). Chance nodes are sampled from ``self.np_random``.
+
+    Simultaneous-move nodes: the learner's seats (its one seat, or every seat in self-play) answer
+    one at a time, lowest seat first, each seeing the same (not yet changed) state; a chosen action
+    is held back until every learner seat at the node has answered; then the opponents pick theirs
+    (without seeing the learner's) and the joint action is applied. Each answer is one step (and one
+    decision for ``max_turns``); the steps before the joint action is applied have no game reward.
 
     ## Observation
     A dict:
 
-    - ``"prompt"`` (``str``): what the seat to move reads (at the end: the final board);
+    - ``"prompt"`` (``str``): what the seat to move reads (at the end: the final view of the seat
+      that acted last; for imperfect-information games it still hides what that seat cannot see);
     - ``"legal_actions"`` (``tuple[str, ...]``): canonical texts of the legal actions, in
       OpenSpiel's ``legal_actions()`` order (empty at the end);
     - ``"seat"`` (``int``): the seat to move (at the end: the seat that acted last).
 
-    Strings are restricted to :data:`CHARSET` (printable ASCII and newline).
+    Strings are restricted to :data:`CHARSET` (printable ASCII and newline). A seat's prompt never
+    contains information hidden from that seat.
 
     ## Action
     A ``str`` answer, parsed by the renderer (any string is accepted; only its first
-    :data:`MAX_ANSWER_CHARS` characters are read), or an ``int`` index into the current
-    observation's ``legal_actions`` (out of range counts as illegal).
+    :data:`MAX_ANSWER_CHARS` characters are read; ``bytes`` are decoded as UTF-8), or an ``int``
+    index into the current observation's ``legal_actions`` (out of range counts as illegal).
 
     An illegal or unparsed answer costs ``illegal_penalty`` and then, by ``illegal_rule``:
     ``"random"`` plays a uniformly random legal move; ``"forfeit"`` ends the game with the acting seat
     losing (it gets ``game.min_utility()``; in two-player zero-sum games the other seat gets the
-    negation, otherwise the others get 0); ``"retry"`` returns the same observation for another
-    answer, and the ``max_retries + 1``-th failed answer on one decision plays a random legal move.
+    negation, in cooperative games (:data:`COOPERATIVE_GAMES`, or OpenSpiel's ``IDENTICAL`` utility)
+    every seat gets ``min_utility()``, otherwise the others get 0); ``"retry"`` returns the same
+    observation for another answer, and the ``max_retries + 1``-th failed answer on one decision
+    plays a random legal move.
 
     ## Rewards
     For the seat that acted: the change of its OpenSpiel return during the step (its own move, the
     opponents' replies and chance until its next turn or the end), minus the penalty of this step.
-    In self-play, ``info["returns"]`` at the end holds the outcome for every seat.
+    In self-play, ``info["returns"]`` at the end holds the outcome for every seat (in cooperative
+    games every seat's return is the same shared reward).
 
     ## Episode End
     Terminated when the game ends or on a forfeit. Truncated once the learner has made ``max_turns``
     decisions (retries do not count) without the game ending.
 
     ## Info
-    Always: ``game``, ``seat`` (seat to move, -1 when terminal), ``learner_seat`` (-1 in self-play),
-    ``history`` (``state.history()`` of the observed state). After ``reset`` also
+    Always: ``game``, ``seat`` (seat to move, -1 when over), ``learner_seat`` (-1 in self-play),
+    ``history`` (``state.history()`` of the observed state), ``simultaneous`` (the decision is at a
+    simultaneous-move node), plus game-specific public facts from the renderer (repeated poker:
+    ``bankrolls`` per seat and ``round``, the hand number). After ``reset`` also
     ``opponent_actions``. After ``step`` also ``acting_seat``, ``action``, ``action_text``,
-    ``parsed``, ``legal``, ``outcome``, ``rule``, ``penalty``, ``retries``, ``opponent_actions``;
-    and when the episode ends ``returns`` and ``penalties`` (per seat).
+    ``parsed``, ``legal``, ``outcome``, ``rule``, ``penalty``, ``retries``, ``opponent_actions``
+    (``[seat, action id, action text]`` for every opponent move applied); and when the episode ends
+    ``returns`` and ``penalties`` (per seat).
 
     ## Arguments
     See ``__init__``. ``reset(options={"learner_seat": k})`` fixes the learner's seat for one
@@ -179,13 +255,16 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         mcts_simulations: int = 100,
         max_turns: int | None = None,
         render_mode: str | None = None,
+        mcts_determinizations: int = 4,
     ):
         """Create the environment.
 
         Args:
-            game: OpenSpiel game string, e.g. ``"tic_tac_toe"`` or ``"kuhn_poker(players=3)"``.
+            game: OpenSpiel game string, e.g. ``"tic_tac_toe"``, ``"kuhn_poker(players=3)"`` or
+                ``"breakthrough(rows=6,columns=6)"``.
             opponent: Who plays the other seats: ``"random"``, ``"mcts"``, ``"minimax"``,
-                ``"heuristic"`` (tic-tac-toe only) or ``"self"`` (the learner plays every seat).
+                ``"heuristic"`` (games in :data:`~envs.agents.HEURISTIC_GAMES`) or ``"self"`` (the
+                learner plays every seat).
             learner_seat: The learner's seat; ``None`` draws it uniformly at each reset. Must be
                 ``None`` in self-play.
             illegal_rule: What an illegal or unparsed answer leads to: ``"random"``, ``"forfeit"``
@@ -196,9 +275,12 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
             mcts_simulations: Simulations per move of the ``"mcts"`` opponent.
             max_turns: Truncate after this many learner decisions (``None``: never).
             render_mode: ``None`` or ``"ansi"``.
+            mcts_determinizations: Imperfect-information games: states the ``"mcts"`` opponent
+                resamples and searches per move (see :class:`~envs.agents.MCTSAgent`).
 
         Raises:
-            ValueError: An unknown game or an invalid option value.
+            ValueError: An unknown game, an opponent that cannot play the game, or an invalid
+                option value.
         """
         self.game_name = game
         self.game = load_game(game)
@@ -222,6 +304,9 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         if not _is_int(mcts_simulations) or mcts_simulations < 1:
             raise ValueError(f"mcts_simulations must be an int >= 1; got {mcts_simulations!r}")
         self.mcts_simulations = int(mcts_simulations)
+        if not _is_int(mcts_determinizations) or mcts_determinizations < 1:
+            raise ValueError(f"mcts_determinizations must be an int >= 1; got {mcts_determinizations!r}")
+        self.mcts_determinizations = int(mcts_determinizations)
         if max_turns is not None and (not _is_int(max_turns) or max_turns < 1):
             raise ValueError(f"max_turns must be None or an int >= 1; got {max_turns!r}")
         self.max_turns = None if max_turns is None else int(max_turns)
@@ -231,12 +316,30 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
                 f"got {render_mode!r}"
             )
         self.render_mode = render_mode
+        game_type = self.game.get_type()
+        if game_type.dynamics not in (
+            pyspiel.GameType.Dynamics.SEQUENTIAL,
+            pyspiel.GameType.Dynamics.SIMULTANEOUS,
+        ):
+            raise ValueError(
+                f"{game!r} is a {game_type.dynamics.name} game; only sequential and simultaneous-move "
+                "games can be played as text"
+            )
+        self.cooperative = (
+            game_type.utility == pyspiel.GameType.Utility.IDENTICAL
+            or game_type.short_name in COOPERATIVE_GAMES
+        )
 
         self.renderer: Renderer = renderer_for(self.game)
         self.opponent_agent: Agent | None = (
             None
             if self.self_play
-            else make_agent(opponent, self.game, mcts_simulations=self.mcts_simulations)
+            else make_agent(
+                opponent,
+                self.game,
+                mcts_simulations=self.mcts_simulations,
+                determinizations=self.mcts_determinizations,
+            )
         )
 
         self.observation_space = spaces.Dict(
@@ -254,6 +357,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         self._learner = -1
         self._legal: list[int] = []
         self._legal_texts: tuple[str, ...] = ()
+        self._pending: dict[int, int] = {}
         self._penalties = [0.0] * self.num_players
         self._turns = 0
         self._retries = 0
@@ -279,7 +383,8 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
 
     @property
     def state(self) -> pyspiel.State | None:
-        """A clone of the current OpenSpiel state (``None`` before the first reset)."""
+        """A clone of the current OpenSpiel state (``None`` before the first reset). At a
+        simultaneous-move node the learner's answers held back so far are not applied yet."""
         return None if self._state is None else self._state.clone()
 
     def reset(
@@ -306,6 +411,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         else:
             self._learner = seat
         self._state = self.game.new_initial_state()
+        self._pending = {}
         self._penalties = [0.0] * self.num_players
         self._turns = 0
         self._retries = 0
@@ -334,8 +440,8 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         if self._done:
             raise RuntimeError("the episode is over; call reset() before step()")
         state = self._state
-        acting = state.current_player()
-        before = float(state.returns()[acting])
+        acting = self._to_move()
+        before = float(self._returns()[acting])
 
         chosen, parsed = self._interpret(action, acting)
         legal = chosen is not None and chosen in self._legal
@@ -361,7 +467,10 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         opponent_actions: list[list[Any]] = []
         if applied is not None:
             action_text = self._legal_texts[self._legal.index(applied)]
-            state.apply_action(applied)
+            if state.is_simultaneous_node():
+                self._pending[acting] = applied  # applied with the others' once all have chosen
+            else:
+                state.apply_action(applied)
             self._turns += 1
             self._retries = 0
             opponent_actions = self._advance()
@@ -391,12 +500,31 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         return observation, float(reward), bool(terminated), bool(truncated), info
 
     def render(self) -> str | None:
-        """With ``render_mode="ansi"``: the current board as text."""
+        """With ``render_mode="ansi"``: the current board as text (for a human watcher: it may
+        show hidden information)."""
         if self.render_mode != "ansi" or self._state is None:
             return None
         return _clean(self.renderer.board(self._state), MAX_PROMPT_CHARS)
 
     # ------------------------------------------------------------------ game progression
+
+    def _is_learner(self, seat: int) -> bool:
+        return self.self_play or seat == self._learner
+
+    def _waiting_learner_seats(self, state: pyspiel.State) -> list[int]:
+        """Learner seats that still owe an answer at a simultaneous-move node."""
+        return [
+            seat
+            for seat in range(self.num_players)
+            if self._is_learner(seat) and seat not in self._pending and state.legal_actions(seat)
+        ]
+
+    def _to_move(self) -> int:
+        """The seat the learner answers for now."""
+        state = self._state
+        if state.is_simultaneous_node():
+            return self._waiting_learner_seats(state)[0]
+        return state.current_player()
 
     def _interpret(self, action: Any, acting: int) -> tuple[int | None, bool]:
         """Map the learner's action to ``(action id or None, parsed)``."""
@@ -422,13 +550,15 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
             if state.is_chance_node():
                 self._play_chance(state)
             elif state.is_simultaneous_node():
-                self._play_simultaneous(state)
+                if self._waiting_learner_seats(state):
+                    break
+                moves += self._play_simultaneous(state)
             elif state.current_player() < 0:
                 raise NotImplementedError(
                     f"{self.game_name!r}: nodes with current_player={state.current_player()} "
                     "are not supported"
                 )
-            elif self.self_play or state.current_player() == self._learner:
+            elif self._is_learner(state.current_player()):
                 break
             else:
                 moves.append(self._play_opponent(state))
@@ -440,11 +570,27 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         index = int(self.np_random.choice(len(outcomes), p=probs / probs.sum()))
         state.apply_action(outcomes[index][0])
 
-    def _play_simultaneous(self, state: pyspiel.State) -> None:
-        raise NotImplementedError(
-            f"{self.game_name!r} has simultaneous-move nodes, which OpenSpielTextEnv does not support yet; "
-            "load it turn-based instead, e.g. 'turn_based_simultaneous_game(game=...)'"
-        )
+    def _play_simultaneous(self, state: pyspiel.State) -> list[list[Any]]:
+        """Opponents choose for their seats; the joint action (with the learner's held-back
+        choices) is applied."""
+        joint, moves = [], []
+        for seat in range(self.num_players):
+            if seat in self._pending:
+                joint.append(self._pending[seat])
+                continue
+            legal = state.legal_actions(seat)
+            if not legal:
+                joint.append(pyspiel.INVALID_ACTION)
+                continue
+            if self._is_learner(seat):  # cannot happen: learner seats with moves are asked first
+                raise RuntimeError(f"learner seat {seat} has not chosen at a simultaneous node")
+            action = int(self.opponent_agent.step(state, self.np_random, player=seat))
+            text = _clean(self.renderer.action_text(state, seat, action), MAX_ACTION_TEXT_CHARS)
+            joint.append(action)
+            moves.append([seat, action, text])
+        self._pending = {}
+        state.apply_actions(joint)
+        return moves
 
     def _play_opponent(self, state: pyspiel.State) -> list[Any]:
         player = state.current_player()
@@ -455,6 +601,8 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
 
     def _forfeit(self, seat: int) -> list[float]:
         loss = float(self.game.min_utility())
+        if self.cooperative:
+            return [loss] * self.num_players
         returns = [0.0] * self.num_players
         returns[seat] = loss
         zero_sum = self.game.get_type().utility == pyspiel.GameType.Utility.ZERO_SUM
@@ -469,36 +617,32 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
 
     # ------------------------------------------------------------------ observation / info
 
+    def _over(self) -> bool:
+        return self._forfeit_returns is not None or self._state.is_terminal()
+
     def _observation(self) -> dict[str, Any]:
         state = self._state
-        if self._forfeit_returns is not None or state.is_terminal():
+        if self._over():
             self._legal, self._legal_texts = [], ()
-            prompt = self.renderer.board(state)
             seat = self._last_seat
+            prompt = _clean(self.renderer.final(state, seat), MAX_PROMPT_CHARS)
         else:
-            seat = state.current_player()
-            self._legal = [int(a) for a in state.legal_actions(seat)]
-            texts = []
-            for a in self._legal:
-                text = _clean(self.renderer.action_text(state, seat, a), MAX_ACTION_TEXT_CHARS)
-                texts.append(text or str(a))
-            self._legal_texts = tuple(texts)
-            prompt = self.renderer.prompt(state, seat)
-        return {
-            "prompt": _clean(prompt, MAX_PROMPT_CHARS),
-            "legal_actions": self._legal_texts,
-            "seat": int(seat),
-        }
+            seat = self._to_move()
+            prompt, self._legal, self._legal_texts = observe(state, seat, self.renderer)
+        return {"prompt": prompt, "legal_actions": self._legal_texts, "seat": int(seat)}
 
     def _info(self) -> dict[str, Any]:
         state = self._state
-        over = self._forfeit_returns is not None or state.is_terminal()
-        return {
+        over = self._over()
+        info = {
             "game": self.game_name,
-            "seat": -1 if over else int(state.current_player()),
+            "seat": -1 if over else int(self._to_move()),
             "learner_seat": self._learner,
             "history": [int(a) for a in state.history()],
+            "simultaneous": bool(not over and state.is_simultaneous_node()),
         }
+        info.update(self.renderer.info(state))
+        return info
 
     def _final_info(self) -> dict[str, Any]:
         return {"returns": self._returns(), "penalties": list(self._penalties)}

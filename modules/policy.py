@@ -307,8 +307,20 @@ class Policy(nn.Module):
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def act(self, observations: list[dict], mode: str = "score", greedy: bool = False) -> list[Action]:
-        """Act on a batch of observations (dicts with ``prompt`` and ``legal_actions``)."""
+    def act(
+        self,
+        observations: list[dict],
+        mode: str = "score",
+        greedy: bool = False,
+        temperature: float | None = None,
+    ) -> list[Action]:
+        """Act on a batch of observations (dicts with ``prompt`` and ``legal_actions``).
+
+        ``temperature`` overrides the policy's sampling temperature for this call (rollouts may
+        explore more than the policy's default)."""
+        temp = self.temperature if temperature is None else temperature
+        if temp <= 0:
+            raise ConfigError(f"sampling temperature must be > 0, got {temp}")
         if mode not in _MODES:
             raise ConfigError(f"policy mode must be one of {_MODES}, got {mode!r}")
         was_training = self.model.training
@@ -320,32 +332,32 @@ class Policy(nn.Module):
                 fn = {"score": self._score, "generate": self._generate, "constrained": self._constrained}[
                     mode
                 ]
-                actions.extend(fn(chunk, greedy))
+                actions.extend(fn(chunk, greedy, temp))
             return actions
         finally:
             self.model.train(was_training)
 
-    def _score(self, observations: list[dict], greedy: bool) -> list[Action]:
+    def _score(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         prompts = [self.prompt_ids(o["prompt"]) for o in observations]
         cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
         logps = self.completion_logps(prompts, cands)  # [B, K]
         if greedy:
             choice = logps.argmax(-1)
         else:
-            choice = torch.multinomial(torch.softmax(logps / self.temperature, -1), 1).squeeze(-1)
+            choice = torch.multinomial(torch.softmax(logps / temp, -1), 1).squeeze(-1)
         return [
             Action(text=o["legal_actions"][c], index=int(c), logp=float(logps[i, c]))
             for i, (o, c) in enumerate(zip(observations, choice.tolist()))
         ]
 
-    def _generate(self, observations: list[dict], greedy: bool) -> list[Action]:
+    def _generate(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
         out = self.model.generate(
             input_ids=ids,
             attention_mask=mask,
             max_new_tokens=self.max_new_tokens,
             do_sample=not greedy,
-            temperature=self.temperature if not greedy else None,
+            temperature=temp if not greedy else None,
             top_p=None,
             top_k=None,
             pad_token_id=self.pad_id,
@@ -354,7 +366,7 @@ class Policy(nn.Module):
         texts = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
         return [Action(text=t.strip(), index=None, logp=None) for t in texts]
 
-    def _constrained(self, observations: list[dict], greedy: bool) -> list[Action]:
+    def _constrained(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
         ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -380,7 +392,7 @@ class Policy(nn.Module):
                 if greedy:
                     j = int(lp.argmax())
                 else:
-                    j = int(torch.multinomial(torch.softmax(lp / self.temperature, -1), 1))
+                    j = int(torch.multinomial(torch.softmax(lp / temp, -1), 1))
                 token = allowed[j]
                 logps[b] += float(lp[j])
                 alive[b] = [k for k in alive[b] if cands[b][k][step] == token]

@@ -97,7 +97,9 @@ def test_given_episodes_file_with_a_bad_line_is_reported(tmp_path):
     [
         ({"strategy": "best"}, "--data.strategy"),
         ({"oracle": "judge"}, "--data.oracle"),
-        ({"mode": "constrained"}, "--data.mode"),
+        ({"mode": "beam"}, "--data.mode"),
+        ({"window": 0}, "--data.window"),
+        ({"temperature": 0.0}, "--data.temperature"),
         ({"episodes_path": "nowhere.jsonl"}, "--data.episodes_path"),
     ],
 )
