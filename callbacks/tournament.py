@@ -1,7 +1,7 @@
 """Tournament evaluation: the policy against non-LLM opponents on held-out seeds.
 
 ``Tournament`` is the plain logic (tested without a Trainer); ``TournamentCallback`` runs it before
-training and every K epochs, logs ``eval/<opponent>/<metric>`` to the logger and writes one JSON
+training and every K epochs, logs ``eval/<mode>/<opponent>/<metric>`` to the logger and writes one JSON
 report per evaluation under ``<run>/reports/``.
 """
 
@@ -23,8 +23,8 @@ class Tournament:
         env: Gymnasium id.
         env_kwargs: Env options; ``opponent`` is set per match.
         opponents: Opponent names the env understands (random, mcts, minimax, heuristic).
-        num_games: Games per opponent (half in each seat for two-player games).
-        mode: Acting mode of the policy: ``score`` or ``generate``.
+        num_games: Games per opponent and mode (half in each seat for two-player games).
+        modes: Acting modes to evaluate: ``score``, ``constrained``, ``generate``.
         seed: First seed; seeds ``seed .. seed + num_games - 1`` are used, apart from training's.
         num_envs: Games stepped together.
     """
@@ -35,7 +35,7 @@ class Tournament:
         env_kwargs: dict | None = None,
         opponents: list[str] | None = None,
         num_games: int = 20,
-        mode: str = "score",
+        modes: list[str] | None = None,
         seed: int = 900_000_000,
         num_envs: int = 16,
     ) -> None:
@@ -43,9 +43,17 @@ class Tournament:
             raise ConfigError(f"num_games must be >= 1, got {num_games}")
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.opponents = list(opponents or ["random"])
-        self.num_games, self.mode, self.seed, self.num_envs = num_games, mode, seed, num_envs
+        self.modes = list(modes or ["score"])
+        bad = [m for m in self.modes if m not in ("score", "constrained", "generate")]
+        if bad:
+            raise ConfigError(f"tournament modes must be score, constrained or generate, got {bad}")
+        self.num_games, self.seed, self.num_envs = num_games, seed, num_envs
 
-    def run(self, policy, mode: str | None = None) -> dict[str, dict[str, float]]:
+    def run(self, policy) -> dict[str, dict[str, dict[str, float]]]:
+        """``{mode: {opponent: metrics}}``."""
+        return {mode: self._run_mode(policy, mode) for mode in self.modes}
+
+    def _run_mode(self, policy, mode: str) -> dict[str, dict[str, float]]:
         results = {}
         for opponent in self.opponents:
             kwargs = {**self.env_kwargs, "opponent": opponent}
@@ -53,10 +61,10 @@ class Tournament:
             played = engine.play(
                 policy,
                 [self.seed + i for i in range(self.num_games)],
-                mode=mode or self.mode,
+                mode=mode,
                 greedy=True,
                 reset_options=_alternate_seats,
-                progress=f"tournament vs {opponent}",
+                progress=f"tournament ({mode}) vs {opponent}",
             )
             metrics = dict(played.metrics)
             for seat in range(2):
@@ -78,9 +86,9 @@ class TournamentCallback(L.Callback):
 
     Args:
         opponents: Opponents to play (names the env accepts).
-        num_games: Games per opponent per evaluation.
+        num_games: Games per opponent and mode per evaluation.
         every_n_epochs: Evaluate after every K-th epoch.
-        mode: Policy acting mode in the tournament.
+        modes: Policy acting modes to evaluate (score, constrained, generate).
         at_start: Also evaluate before the first update.
         env: Gymnasium id; defaults to the datamodule's ``env``.
         env_kwargs: Env options; default to the datamodule's ``env_kwargs``.
@@ -93,7 +101,7 @@ class TournamentCallback(L.Callback):
         opponents: list[str] | None = None,
         num_games: int = 20,
         every_n_epochs: int = 1,
-        mode: str = "score",
+        modes: list[str] | None = None,
         at_start: bool = True,
         env: str | None = None,
         env_kwargs: dict | None = None,
@@ -103,12 +111,8 @@ class TournamentCallback(L.Callback):
         if every_n_epochs < 1:
             raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.opponents = list(opponents or ["random"])
-        self.num_games, self.every_n_epochs, self.mode, self.at_start = (
-            num_games,
-            every_n_epochs,
-            mode,
-            at_start,
-        )
+        self.num_games, self.every_n_epochs, self.at_start = num_games, every_n_epochs, at_start
+        self.modes = list(modes or ["score"])
         self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
         self.history: list[dict] = []
 
@@ -118,7 +122,7 @@ class TournamentCallback(L.Callback):
         if env is None:
             raise ConfigError("TournamentCallback: give init_args.env or use a datamodule with an env")
         kwargs = self.env_kwargs if self.env_kwargs is not None else getattr(dm, "env_kwargs", {})
-        return Tournament(env, kwargs, self.opponents, self.num_games, self.mode, self.seed, self.num_envs)
+        return Tournament(env, kwargs, self.opponents, self.num_games, self.modes, self.seed, self.num_envs)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
         results = self._tournament(trainer).run(pl_module.policy)
@@ -130,7 +134,12 @@ class TournamentCallback(L.Callback):
         }
         self.history.append(entry)
         if trainer.logger is not None:
-            flat = {f"eval/{opp}/{k}": v for opp, m in results.items() for k, v in m.items()}
+            flat = {
+                f"eval/{mode}/{opp}/{k}": v
+                for mode, by_opp in results.items()
+                for opp, metrics in by_opp.items()
+                for k, v in metrics.items()
+            }
             trainer.logger.log_metrics(flat, step=trainer.global_step)
         if trainer.is_global_zero:
             folder = Path(trainer.default_root_dir) / "reports"

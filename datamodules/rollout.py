@@ -55,6 +55,8 @@ def outcome_metrics(episodes: Sequence[Episode], seconds: float | None = None) -
         "mean_length": len(turns) / n,
     }
     metrics["non_loss_rate"] = metrics["win_rate"] + metrics["draw_rate"]
+    for rule in ("random", "retry", "forfeit"):  # how illegal or unparsed answers were resolved
+        metrics[f"rule_{rule}_rate"] = sum(t.rule == rule for t in turns) / n_turns
     if seconds:
         metrics["games_per_s"] = n / seconds
     return metrics

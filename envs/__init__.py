@@ -129,6 +129,7 @@ def env_kwargs(env_id: str) -> dict[str, str]:
         raise ValueError(f"unknown env id {env_id!r}; registered: {', '.join(REGISTERED_IDS)}")
     return dict(_ENVS[env_id])
 
+
 for _env_id, _kwargs in _ENVS.items():
     if _env_id not in gymnasium.registry:
         gymnasium.register(_env_id, entry_point=_ENTRY_POINT, kwargs=dict(_kwargs))

@@ -502,10 +502,11 @@ class KuhnPokerRenderer(_HandRenderer):
 
     Action texts: with no bet yet ``check`` (OpenSpiel Pass) and ``bet`` (Bet); facing a bet
     ``fold`` (Pass) and ``call`` (Bet). Accepted answers: the first poker word in the answer
-    (``fold``, ``check``, ``call``, ``bet``, ``raise``, ``pass``; whole words, any case); ``pass``
-    means check or fold; a poker word that is not a move here (e.g. ``raise``) is parsed but
-    illegal; an answer without a poker word is unparsed. The prompt is built from the seat's
-    information state only (its card and the public bets).
+    (``fold``, ``check``, ``call``, ``bet``, ``raise``, ``pass``; whole words, any case).
+    OpenSpiel's names are accepted everywhere (``pass`` = check or fold, ``bet`` = bet or call); a
+    poker word that is not a move here (``raise``; ``fold`` or ``call`` with no bet; ``check``
+    facing a bet) is parsed but illegal; an answer without a poker word is unparsed. The prompt is
+    built from the seat's information state only (its card and the public bets).
     """
 
     def rules(self, game: pyspiel.Game) -> str:
@@ -517,8 +518,9 @@ class KuhnPokerRenderer(_HandRenderer):
         return any(action == 1 for _, _, action in _public_moves(state))
 
     def words(self, state: pyspiel.State) -> dict[str, int]:
+        # OpenSpiel's own names (pass, bet) are accepted everywhere.
         if self._bet_made(state):
-            return {"fold": 0, "call": 1, "pass": 0}
+            return {"fold": 0, "call": 1, "pass": 0, "bet": 1}
         return {"check": 0, "bet": 1, "pass": 0}
 
     def hand_lines(self, state: pyspiel.State, player: int, name: Any) -> list[str]:
@@ -552,9 +554,11 @@ class LeducPokerRenderer(_HandRenderer):
         Reply with one move.
 
     Action texts: ``fold``; ``check`` or ``call`` (OpenSpiel Call, depending on whether there is a
-    bet to match in this round); ``bet`` or ``raise`` (OpenSpiel Raise). Accepted answers: as for
-    Kuhn poker (first poker word; ``pass`` means check; unavailable poker words are parsed but
-    illegal). The prompt is built from the seat's information state only.
+    bet to match in this round); ``bet`` or ``raise`` (OpenSpiel Raise). Accepted answers: the first
+    poker word, as for Kuhn poker. OpenSpiel's names ``fold``, ``call``, ``raise`` are accepted
+    everywhere (``fold`` is illegal when there is nothing to match); ``check`` and ``pass`` mean
+    check (illegal facing a bet), ``bet`` means bet (illegal facing a bet). The prompt is built from
+    the seat's information state only.
     """
 
     @classmethod
@@ -577,8 +581,9 @@ class LeducPokerRenderer(_HandRenderer):
         return sum(1 for r, _, a in _public_moves(state) if min(r, 1) == current and a == 2)
 
     def words(self, state: pyspiel.State) -> dict[str, int]:
+        # OpenSpiel's own names (fold, call, raise) are accepted everywhere.
         if self._raises_this_round(state) == 0:
-            return {"fold": 0, "check": 1, "bet": 2, "pass": 1}
+            return {"fold": 0, "check": 1, "bet": 2, "pass": 1, "call": 1, "raise": 2}
         return {"fold": 0, "call": 1, "raise": 2}
 
     def hand_lines(self, state: pyspiel.State, player: int, name: Any) -> list[str]:

@@ -109,7 +109,7 @@ def load_game(game: str) -> pyspiel.Game:
         raise ValueError(f"unknown OpenSpiel game {game!r}; {hint}")
     try:
         return pyspiel.load_game(game.strip())
-    except (pyspiel.SpielError, ValueError, TypeError, RuntimeError) as err:
+    except Exception as err:  # SpielError, ValueError, IndexError (nfg_game), ...
         reason = " ".join(str(err).split())
         raise ValueError(f"cannot load OpenSpiel game {game!r}: {reason}. {_parameter_help(name)}") from err
 
@@ -325,6 +325,12 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
                 f"{game!r} is a {game_type.dynamics.name} game; only sequential and simultaneous-move "
                 "games can be played as text"
             )
+        probe = self.game.new_initial_state()
+        if not (probe.is_terminal() or probe.is_chance_node() or probe.is_simultaneous_node()):
+            try:
+                probe.legal_actions()
+            except pyspiel.SpielError as err:
+                raise ValueError(f"{game!r} cannot be played as text: {err}") from err
         self.cooperative = (
             game_type.utility == pyspiel.GameType.Utility.IDENTICAL
             or game_type.short_name in COOPERATIVE_GAMES

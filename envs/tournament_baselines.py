@@ -97,7 +97,9 @@ def play_match(
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--games", type=int, default=100, help="games per match (seats alternate)")
     parser.add_argument("--simulations", type=int, default=100, help="MCTS simulations per move")
     parser.add_argument("--seed", type=int, default=0)

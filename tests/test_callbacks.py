@@ -37,15 +37,31 @@ def test_iteration_schedule_rejects_bad_period():
 
 def test_tournament_alternates_seats_and_is_reproducible(tiny_policy):
     t = Tournament("lightspiel/TicTacToe-v0", {}, ["random", "minimax"], num_games=6, num_envs=3)
-    first = t.run(tiny_policy)
+    first = t.run(tiny_policy)["score"]
     assert set(first) == {"random", "minimax"}
     for metrics in first.values():
         assert metrics["episodes"] == 6
         assert metrics["win_rate"] + metrics["draw_rate"] + metrics["loss_rate"] == pytest.approx(1)
         assert {"seat0_non_loss_rate", "seat1_non_loss_rate"} <= set(metrics)
     assert first["minimax"]["win_rate"] == 0.0  # nobody beats exact play
-    second = t.run(tiny_policy)
+    second = t.run(tiny_policy)["score"]
     drop = ("games_per_s",)
     assert [{k: v for k, v in m.items() if k not in drop} for m in first.values()] == [
         {k: v for k, v in m.items() if k not in drop} for m in second.values()
     ]
+
+
+def test_tournament_evaluates_every_requested_mode(tiny_policy):
+    t = Tournament(
+        "lightspiel/TicTacToe-v0", {}, ["random"], num_games=2, modes=["score", "constrained", "generate"]
+    )
+    results = t.run(tiny_policy)
+    assert set(results) == {"score", "constrained", "generate"}
+    assert results["score"]["random"]["illegal_rate"] == 0.0
+    assert results["constrained"]["random"]["illegal_rate"] == 0.0
+    assert 0.0 <= results["generate"]["random"]["parse_rate"] <= 1.0
+
+
+def test_tournament_rejects_unknown_modes():
+    with pytest.raises(ConfigError, match="modes"):
+        Tournament("lightspiel/TicTacToe-v0", modes=["beam"])

@@ -31,7 +31,7 @@ def test_two_step_fit_writes_checkpoint_events_and_data(tmp_path, tiny_config):
     scalars = _scalars(run)
     assert (
         "train/loss" in scalars
-        and "eval/random/non_loss_rate" in scalars
+        and "eval/score/random/non_loss_rate" in scalars
         and "rollout/games_per_s" in scalars
     )
     for name in ("episodes.jsonl", "pairs_train.jsonl", "pairs_eval.jsonl"):

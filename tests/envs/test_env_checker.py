@@ -10,13 +10,17 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs import REGISTERED_IDS, OpenSpielTextEnv
+from envs import GAME_IDS, REGISTERED_IDS, OpenSpielTextEnv, env_kwargs
 
 CASES = [(env_id, {}) for env_id in REGISTERED_IDS] + [
-    ("lightspiel/OpenSpiel-v0", {"game": "connect_four"}),
-    ("lightspiel/OpenSpiel-v0", {"game": "kuhn_poker"}),
+    ("lightspiel/OpenSpiel-v0", {"game": "breakthrough(rows=5,columns=4)"}),
+    ("lightspiel/OpenSpiel-v0", {"game": "kuhn_poker(players=3)"}),
+    ("lightspiel/OpenSpiel-v0", {"game": "goofspiel(num_cards=3)"}),  # simultaneous moves
     ("lightspiel/TicTacToe-v0", {"opponent": "self", "illegal_rule": "retry"}),
     ("lightspiel/TicTacToe-v0", {"opponent": "minimax", "illegal_rule": "forfeit"}),
+    ("lightspiel/KuhnPoker-v0", {"opponent": "heuristic", "illegal_rule": "forfeit"}),
+    ("lightspiel/RepeatedPoker-v0", {"game": "lightspiel_repeated_poker(base=leduc_poker,rounds=2)"}),
+    ("lightspiel/LiarsDice-v0", {"opponent": "mcts", "mcts_simulations": 8}),
 ]
 
 
@@ -31,10 +35,26 @@ def test_check_env(env_id, kwargs):
 
 
 def test_registered_ids():
-    assert REGISTERED_IDS == ["lightspiel/TicTacToe-v0", "lightspiel/OpenSpiel-v0"]
+    assert REGISTERED_IDS == [
+        "lightspiel/TicTacToe-v0",
+        "lightspiel/OpenSpiel-v0",
+        "lightspiel/ConnectFour-v0",
+        "lightspiel/KuhnPoker-v0",
+        "lightspiel/LeducPoker-v0",
+        "lightspiel/RepeatedPoker-v0",
+        "lightspiel/LiarsDice-v0",
+        "lightspiel/LewisSignaling-v0",
+        "lightspiel/Breakthrough-v0",
+    ]
     assert gymnasium.make("lightspiel/TicTacToe-v0").unwrapped.game_name == "tic_tac_toe"
-    env = gymnasium.make("lightspiel/OpenSpiel-v0", game="connect_four")
-    assert env.unwrapped.game_name == "connect_four"
+    env = gymnasium.make("lightspiel/OpenSpiel-v0", game="breakthrough(rows=6,columns=6)")
+    assert env.unwrapped.game_name == "breakthrough(rows=6,columns=6)"
+    for env_id, game in GAME_IDS.items():
+        assert gymnasium.make(env_id).unwrapped.game_name == game
+    assert gymnasium.make("lightspiel/LewisSignaling-v0").unwrapped.self_play
+    assert env_kwargs("lightspiel/KuhnPoker-v0") == {"game": "kuhn_poker"}
+    with pytest.raises(ValueError, match="registered"):
+        env_kwargs("lightspiel/Chess-v0")
 
 
 def test_registration_is_idempotent():

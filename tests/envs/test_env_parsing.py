@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import INVALID_ACTION, GenericRenderer, OpenSpielTextEnv, TicTacToeRenderer, renderer_for
+from envs import (
+    INVALID_ACTION,
+    ConnectFourRenderer,
+    GenericRenderer,
+    KuhnPokerRenderer,
+    OpenSpielTextEnv,
+    TicTacToeRenderer,
+    renderer_for,
+)
 
 # X on cell 1 (action 0), O on cell 5 (action 4); X to move.
 MOVES = [0, 4]
@@ -49,8 +57,10 @@ def test_tic_tac_toe_action_text_and_registry(make_ttt_state):
     assert [renderer.action_text(state, 0, a) for a in state.legal_actions()] == [
         str(n) for n in range(1, 10)
     ]
-    assert isinstance(renderer_for("connect_four"), GenericRenderer)
-    assert isinstance(renderer_for("kuhn_poker(players=3)"), GenericRenderer)
+    assert isinstance(renderer_for("connect_four"), ConnectFourRenderer)
+    assert isinstance(renderer_for("kuhn_poker(players=3)"), KuhnPokerRenderer)
+    assert isinstance(renderer_for("connect_four(columns=10)"), GenericRenderer)  # unsupported size
+    assert isinstance(renderer_for("hex"), GenericRenderer)
 
 
 def test_tic_tac_toe_prompt_is_short(make_ttt_state):

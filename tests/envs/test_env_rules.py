@@ -192,7 +192,7 @@ def test_render_ansi():
 def test_connect_four_plays_to_the_end():
     env = OpenSpielTextEnv(game="connect_four", opponent="random", learner_seat=0)
     obs, _ = env.reset(seed=0)
-    assert obs["legal_actions"] == tuple(f"x{c}" for c in range(7))
+    assert obs["legal_actions"] == tuple(str(c) for c in range(1, 8))
     terminated = False
     while not terminated:
         obs, reward, terminated, _, info = env.step(f"I drop in {obs['legal_actions'][-1]}")
@@ -200,10 +200,6 @@ def test_connect_four_plays_to_the_end():
     assert reward == info["returns"][0] and sum(info["returns"]) == 0.0
 
 
-def test_simultaneous_games_not_supported_yet():
-    env = OpenSpielTextEnv(game="matrix_rps", opponent="random", learner_seat=0)
-    with pytest.raises(NotImplementedError, match="simultaneous"):
-        env.reset(seed=0)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +208,9 @@ def test_simultaneous_games_not_supported_yet():
         ({"game": "tic_tac_tao"}, "tic_tac_toe"),
         ({"game": "tic_tac_toe(foo=1)"}, "tic_tac_toe\\(foo=1\\)"),
         ({"opponent": "alphazero"}, "opponent"),
-        ({"opponent": "heuristic", "game": "connect_four"}, "tic_tac_toe"),
+        ({"opponent": "heuristic", "game": "hex"}, "tic_tac_toe, connect_four"),
+        ({"opponent": "mcts", "game": "matrix_rps"}, "sequential"),
+        ({"mcts_determinizations": 0}, "mcts_determinizations"),
         ({"opponent": "minimax", "game": "kuhn_poker"}, "PERFECT_INFORMATION"),
         ({"illegal_rule": "ignore"}, "illegal_rule.*random, forfeit, retry"),
         ({"illegal_penalty": float("nan")}, "illegal_penalty"),
