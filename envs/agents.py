@@ -417,9 +417,11 @@ def _heuristic_repeated_poker(state: pyspiel.State, player: int, rng: np.random.
 
 
 def _heuristic_liars_dice(state: pyspiel.State, player: int, rng: np.random.Generator) -> int:
-    """Expected-count bidder: call liar when the last bid needs more dice than the seat's own dice
-    plus the expected share of the unseen dice (wild faces included); otherwise make the cheapest
-    bid that is still within that expectation, preferring faces it holds."""
+    """Expected-count bidder: a bid's margin is the seat's own matching dice plus the expected
+    matches among the unseen dice (wild faces included) minus the bid's quantity. Challenge a last
+    bid with margin below -0.5; else make the cheapest raise with margin >= 0 (preferring faces it
+    holds); with none, challenge a last bid with negative margin, or make the raise with the best
+    margin."""
     game = state.get_game()
     params = game.get_parameters()
     players, per_seat, sides = (
@@ -439,17 +441,23 @@ def _heuristic_liars_dice(state: pyspiel.State, player: int, rng: np.random.Gene
 
     legal = [int(a) for a in state.legal_actions(player)]
     bids = [a for a in legal if a != liar]
+
+    def margin(bid: int) -> float:  # > 0: the bid is expected to be true
+        return expected(bid % sides + 1) - (bid // sides + 1)
+
     last = [int(h.action) for h in state.full_history() if h.player >= 0]
-    if last and liar in legal:
-        quantity, face = last[-1] // sides + 1, last[-1] % sides + 1
-        if quantity > expected(face) + 0.5:
-            return liar
-    plausible = [a for a in bids if a // sides + 1 <= expected(a % sides + 1)]
-    if not plausible:
-        return liar if liar in legal else min(bids)
-    cheapest = min(plausible)
-    held = [a for a in plausible if a // sides == cheapest // sides and (a % sides + 1) in dice]
-    return _pick(held or [cheapest], rng)
+    last_margin = margin(last[-1]) if last and liar in legal else None
+    if last_margin is not None and last_margin < -0.5:
+        return liar
+    plausible = [a for a in bids if margin(a) >= 0]
+    if plausible:
+        cheapest = min(plausible)
+        held = [a for a in plausible if a // sides == cheapest // sides and (a % sides + 1) in dice]
+        return _pick(held or [cheapest], rng)
+    if not bids or (last_margin is not None and last_margin < 0):
+        return liar
+    best = max(margin(a) for a in bids)
+    return min(a for a in bids if margin(a) == best)
 
 
 def _heuristic_lewis_signaling(state: pyspiel.State, player: int, rng: np.random.Generator) -> int:

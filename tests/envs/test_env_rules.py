@@ -200,8 +200,6 @@ def test_connect_four_plays_to_the_end():
     assert reward == info["returns"][0] and sum(info["returns"]) == 0.0
 
 
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -231,3 +229,22 @@ def test_unknown_game_lists_close_names():
         OpenSpielTextEnv(game="conect_four")
     assert "connect_four" in str(err.value) and "conect_four" in str(err.value)
     assert "connect_four" in pyspiel.registered_names()
+
+
+def test_cooperative_forfeit_costs_every_seat():
+    env = OpenSpielTextEnv(game="lewis_signaling", opponent="self", illegal_rule="forfeit")
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step("purple?")  # not a signal offered: parsed, illegal
+    assert terminated and info["outcome"] == "illegal" and info["returns"] == [0.0, 0.0]
+    assert reward == -1.0 and info["penalties"] == [1.0, 0.0]
+
+
+def test_cooperative_self_play_shares_the_reward():
+    env = OpenSpielTextEnv(game="lewis_signaling", opponent="self")
+    for seed in range(10):
+        obs, _ = env.reset(seed=seed)
+        secret = obs["prompt"].split("Secret: ", 1)[1][0]
+        obs, reward, _, _, _ = env.step("red")
+        assert reward == 0.0 and obs["seat"] == 1
+        _, reward, terminated, _, info = env.step(secret)
+        assert terminated and info["returns"][0] == info["returns"][1] == reward
