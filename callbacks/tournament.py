@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning as L
 
-from datamodules.rollout import RolloutEngine, outcome_metrics
+from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
 from modules.errors import ConfigError
 
 
@@ -52,6 +52,14 @@ class Tournament:
     def run(self, policy) -> dict[str, dict[str, dict[str, float]]]:
         """``{mode: {opponent: metrics}}``."""
         return {mode: self._run_mode(policy, mode) for mode in self.modes}
+
+    def exploitability(self, policy) -> dict:
+        """Exploitability (and NashConv) of the policy's score-mode probabilities over every
+        information state of the env's game."""
+        from envs.exploitability import exploitability_report
+
+        game = make_env(self.env, self.env_kwargs).unwrapped.game
+        return exploitability_report(policy.action_probabilities, game)
 
     def _run_mode(self, policy, mode: str) -> dict[str, dict[str, float]]:
         results = {}
@@ -94,6 +102,8 @@ class TournamentCallback(L.Callback):
         env_kwargs: Env options; default to the datamodule's ``env_kwargs``.
         seed: First held-out seed.
         num_envs: Games stepped together.
+        exploitability: Also log the exploitability of the policy's score-mode action probabilities
+            (small imperfect-information games such as Kuhn and Leduc poker; OpenSpiel's best response).
     """
 
     def __init__(
@@ -107,12 +117,14 @@ class TournamentCallback(L.Callback):
         env_kwargs: dict | None = None,
         seed: int = 900_000_000,
         num_envs: int = 16,
+        exploitability: bool = False,
     ) -> None:
         if every_n_epochs < 1:
             raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.opponents = list(opponents or ["random"])
         self.num_games, self.every_n_epochs, self.at_start = num_games, every_n_epochs, at_start
         self.modes = list(modes or ["score"])
+        self.exploitability = exploitability
         self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
         self.history: list[dict] = []
 
@@ -140,6 +152,8 @@ class TournamentCallback(L.Callback):
                 for opp, metrics in by_opp.items()
                 for k, v in metrics.items()
             }
+            if "exploitability" in entry:
+                flat["eval/exploitability"] = entry["exploitability"]["exploitability"]
             trainer.logger.log_metrics(flat, step=trainer.global_step)
         if trainer.is_global_zero:
             folder = Path(trainer.default_root_dir) / "reports"

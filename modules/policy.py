@@ -337,6 +337,29 @@ class Policy(nn.Module):
         finally:
             self.model.train(was_training)
 
+    @torch.no_grad()
+    def action_probabilities(
+        self, prompts: list[str], legal_actions: list[list[str]], temperature: float | None = None
+    ) -> list[list[float]]:
+        """The score-mode policy as probabilities over each prompt's legal actions (e.g. for
+        exploitability): softmax of the candidates' log-likelihoods at ``temperature``."""
+        temp = self.temperature if temperature is None else temperature
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out: list[list[float]] = []
+            for start in range(0, len(prompts), self.act_batch_size):
+                chunk = range(start, min(start + self.act_batch_size, len(prompts)))
+                logps = self.completion_logps(
+                    [self.prompt_ids(prompts[i]) for i in chunk],
+                    [[self.completion_ids(a) for a in legal_actions[i]] for i in chunk],
+                )
+                probs = torch.softmax(logps.float() / temp, -1)
+                out.extend(probs[j, : len(legal_actions[i])].tolist() for j, i in enumerate(chunk))
+            return out
+        finally:
+            self.model.train(was_training)
+
     def _score(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         prompts = [self.prompt_ids(o["prompt"]) for o in observations]
         cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]

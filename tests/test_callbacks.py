@@ -65,3 +65,22 @@ def test_tournament_evaluates_every_requested_mode(tiny_policy):
 def test_tournament_rejects_unknown_modes():
     with pytest.raises(ConfigError, match="modes"):
         Tournament("lightspiel/TicTacToe-v0", modes=["beam"])
+
+
+def test_llm_exploitability_on_kuhn_poker(tiny_policy):
+    """At a huge temperature the policy's probabilities are uniform, whose Kuhn exploitability
+    OpenSpiel gives as 0.4583 (computed here by OpenSpiel itself from its uniform policy)."""
+    import pyspiel
+    from open_spiel.python import policy as policy_lib
+    from open_spiel.python.algorithms import exploitability
+
+    game = pyspiel.load_game("kuhn_poker")
+    uniform = exploitability.exploitability(game, policy_lib.UniformRandomPolicy(game))
+    t = Tournament("lightspiel/KuhnPoker-v0")
+    tiny_policy.temperature = 1e6
+    report = t.exploitability(tiny_policy)
+    assert report["exploitability"] == pytest.approx(uniform, abs=1e-4)
+    assert report["information_states"] == 12
+    tiny_policy.temperature = 1.0
+    sharp = t.exploitability(tiny_policy)["exploitability"]
+    assert sharp >= 0 and sharp != pytest.approx(uniform, abs=1e-4)
