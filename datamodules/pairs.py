@@ -5,7 +5,9 @@ Strategies:
   better-scoring game is preferred to one from a worse-scoring game when the score gap is at least
   ``margin``. A game's score for a seat is its return minus its illegal-answer penalties.
 - ``oracle``: at every visited state, the best action by exact minimax value (``minimax``) or MCTS
-  estimates (``mcts``) is preferred to each action whose value is at least ``margin`` lower.
+  estimates (``mcts``; determinized from the seat's information in imperfect-information games) is
+  preferred to each action whose value is at least ``margin`` lower. ``auto`` uses exact values
+  where the game is small enough to solve, and MCTS otherwise.
 Both also prefer the best-known legal action to any illegal or unparseable answer seen at that state,
 which is what teaches a generating model to stay legal.
 """
@@ -20,9 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from datamodules.records import Episode, PreferencePair, Turn
+from modules.errors import ConfigError
 
 STRATEGIES = ("margin", "oracle")
-ORACLES = ("minimax", "mcts")
+ORACLES = ("auto", "minimax", "mcts")
 
 
 def state_key(game: str, turn: Turn) -> str:
@@ -85,7 +88,7 @@ def margin_pairs(
 
 def oracle_pairs(
     episodes: Sequence[Episode],
-    oracle: str = "minimax",
+    oracle: str = "auto",
     margin: float = 0.1,
     max_pairs_per_state: int = 2,
     mcts_simulations: int = 200,
@@ -93,20 +96,17 @@ def oracle_pairs(
     illegal_score: float = -2.0,
 ) -> list[PreferencePair]:
     """Pairs ranked by an oracle's values of all legal moves at each visited state."""
-    from envs import action_values, mcts_action_values, renderer_for, state_from_history
+    from envs import renderer_for, state_from_history
 
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
     rng = random.Random(seed)
-    np_rng = np.random.default_rng(seed)
+    values_of = _OracleValues(oracle, mcts_simulations, np.random.default_rng(seed))
     pairs = []
     for _key, group in sorted(_groups(episodes).items()):
         ep, turn = group[0]
         state = state_from_history(ep.game, turn.history)
-        if oracle == "minimax":
-            values = action_values(state, turn.seat)
-        else:
-            values = mcts_action_values(state, turn.seat, mcts_simulations, np_rng)
+        values, used = values_of(ep.game, state, turn.seat)
         # Key values by the env's action text: what the policy scores, emits and is trained on.
         renderer = renderer_for(ep.game)
         by_text = {renderer.action_text(state, turn.seat, a): v for a, v in values.items()}
@@ -118,11 +118,33 @@ def oracle_pairs(
         losers = sorted(a for a, v in by_text.items() if v <= best - margin)
         rng.shuffle(losers)
         for rejected in losers[:max_pairs_per_state]:
-            pairs.append(_pair(group, chosen, rejected, best, by_text[rejected], f"oracle:{oracle}"))
+            pairs.append(_pair(group, chosen, rejected, best, by_text[rejected], f"oracle:{used}"))
         bad = sorted({t.completion for _, t in group if t.outcome != "ok"} - set(turn.legal_actions))
         for rejected in bad[:max_pairs_per_state]:
-            pairs.append(_pair(group, chosen, rejected, best, illegal_score, f"oracle:{oracle}"))
+            pairs.append(_pair(group, chosen, rejected, best, illegal_score, f"oracle:{used}"))
     return pairs
+
+
+class _OracleValues:
+    """Values of every legal move for a seat: exact where the game allows, else MCTS (``auto``)."""
+
+    def __init__(self, oracle: str, simulations: int, rng: np.random.Generator) -> None:
+        self.oracle, self.simulations, self.rng = oracle, simulations, rng
+        self.too_large: set[str] = set()  # games found too large (or imperfect) for exact search
+
+    def __call__(self, game: str, state, seat: int) -> tuple[dict[int, float], str]:
+        from envs import SearchTooLargeError, action_values, mcts_action_values
+
+        if self.oracle != "mcts" and game not in self.too_large:
+            try:
+                return action_values(state, seat), "minimax"
+            except SearchTooLargeError as err:
+                if self.oracle == "minimax":
+                    raise ConfigError(
+                        f"--data.oracle minimax cannot solve {game!r} ({err}); use auto or mcts"
+                    ) from err
+                self.too_large.add(game)
+        return mcts_action_values(state, seat, self.simulations, self.rng), "mcts"
 
 
 def build_pairs(episodes: Sequence[Episode], strategy: str = "margin", **kwargs) -> list[PreferencePair]:

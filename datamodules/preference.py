@@ -81,7 +81,8 @@ class PreferenceDataModule(L.LightningDataModule):
             states, which matters once the policy has sharpened.
         window: Pairs are built from the episodes of the last ``window`` iterations (1: fresh only).
         strategy: How pairs are built: ``margin`` or ``oracle``.
-        oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact) or ``mcts``.
+        oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact), ``mcts``, or ``auto``
+            (exact where the game is small enough, MCTS otherwise).
         margin: Minimum score (or value) gap between chosen and rejected.
         max_pairs_per_state: Cap on pairs drawn from one state.
         eval_ratio: Fraction of states held out for evaluation.
@@ -101,7 +102,7 @@ class PreferenceDataModule(L.LightningDataModule):
         temperature: float | None = None,
         window: int = 1,
         strategy: str = "oracle",
-        oracle: str = "minimax",
+        oracle: str = "auto",
         margin: float = 0.1,
         max_pairs_per_state: int = 2,
         eval_ratio: float = 0.1,

@@ -19,3 +19,13 @@ def test_config_runs_two_steps(tmp_path, tiny_config, name):
     cli_main(["fit", "--config", str(cfg), "--trainer.max_steps=2"])
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("env_id", ["lightspiel/ConnectFour-v0", "lightspiel/KuhnPoker-v0"])
+def test_quickstart_switches_game_with_one_line(tmp_path, tiny_config, env_id):
+    cfg, run = tiny_config(tmp_path)
+    cli_main(["fit", "--config", str(cfg), f"--data.init_args.env={env_id}", "--trainer.max_steps=2"])
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    pairs = (run / "iter_000" / "pairs_train.jsonl").read_text().splitlines()
+    assert pairs and all('"strategy": "oracle:mcts"' in line for line in pairs)
+    assert (run / "reports" / "tournament_start.json").exists()
