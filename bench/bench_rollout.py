@@ -1,6 +1,6 @@
 """Rollout throughput: the batched engine against one game at a time, same model, same seeds.
 
-    python bench/bench_rollout.py --games 32 --num-envs 16 --modes score generate
+    python bench/bench_rollout.py --games 32 --num-envs 16 --modes score constrained generate
 
 Prints one JSON object (and writes it to bench/results/rollout.json).
 """
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--games", type=int, default=32)
     parser.add_argument("--num-envs", type=int, default=16)
-    parser.add_argument("--modes", nargs="+", default=["score", "generate"])
+    parser.add_argument("--modes", nargs="+", default=["score", "constrained", "generate"])
     parser.add_argument("--out", default="bench/results/rollout.json")
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -120,14 +120,24 @@ def test_constrained_decoding_handles_actions_that_prefix_each_other(tiny_policy
     assert greedy.logp == pytest.approx(float(full[0, 0]), abs=1e-3)
 
 
-@pytest.mark.parametrize("game", ["tic_tac_toe", "connect_four", "kuhn_poker"])
-def test_constrained_decoding_never_yields_an_illegal_action(tiny_policy, game):
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "lightspiel/TicTacToe-v0",
+        "lightspiel/ConnectFour-v0",
+        "lightspiel/KuhnPoker-v0",
+        "lightspiel/LeducPoker-v0",
+        "lightspiel/LiarsDice-v0",
+        "lightspiel/Breakthrough-v0",
+    ],
+)
+def test_constrained_decoding_never_yields_an_illegal_action(tiny_policy, env_id):
     import gymnasium
 
     import envs  # noqa: F401
 
-    env = gymnasium.make("lightspiel/OpenSpiel-v0", game=game, opponent="random", illegal_rule="forfeit")
-    for seed in range(12):
+    env = gymnasium.make(env_id, opponent="random", illegal_rule="forfeit", max_turns=15)
+    for seed in range(8):
         obs, _ = env.reset(seed=seed)
         done = False
         while not done:
