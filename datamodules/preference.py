@@ -13,6 +13,7 @@ A resumed run finds the files of its iteration and only plays the episodes still
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -27,7 +28,7 @@ from datamodules.records import (
     read_jsonl,
     write_jsonl_atomic,
 )
-from datamodules.rollout import RolloutEngine
+from datamodules.rollout import RolloutEngine, outcome_metrics
 from modules.errors import ConfigError
 
 
@@ -73,6 +74,9 @@ class PreferenceDataModule(L.LightningDataModule):
     Args:
         env: Gymnasium id of the game, e.g. ``lightspiel/TicTacToe-v0``.
         env_kwargs: Options of the env (opponent, illegal_rule, ...).
+        opponents: Mix of opponents for the rollouts, e.g. ``[self, random]``: the iteration's games are
+            dealt round-robin among them (overrides ``env_kwargs.opponent``). Self-play alone sees only
+            the states its own sharpening policy reaches; a random opponent keeps the states varied.
         episodes_path: A JSONL file of episodes to use for iteration 0 instead of playing.
         num_episodes: Games played per iteration.
         num_envs: Games stepped together (one batched policy call per wave).
@@ -95,6 +99,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self,
         env: str = "lightspiel/TicTacToe-v0",
         env_kwargs: dict | None = None,
+        opponents: list[str] | None = None,
         episodes_path: str | None = None,
         num_episodes: int = 64,
         num_envs: int = 16,
@@ -128,6 +133,7 @@ class PreferenceDataModule(L.LightningDataModule):
                 f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)"
             )
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
+        self.opponents = list(opponents or [])
         self.episodes_path = episodes_path
         self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
         self.temperature, self.window = temperature, window
@@ -169,20 +175,32 @@ class PreferenceDataModule(L.LightningDataModule):
         if missing:
             if policy is None:
                 raise RuntimeError("the preference datamodule needs the policy to play episodes")
-            engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
+            have += self._play(policy, seeds, missing, path)
+        order = {s: i for i, s in enumerate(seeds)}
+        return sorted(have, key=lambda e: order[e.seed])
+
+    def _play(self, policy, seeds: list[int], missing: list[int], path: Path) -> list[Episode]:
+        """Play the missing seeds; seed i of the iteration meets ``opponents[i % len(opponents)]``."""
+        opponents = self.opponents or [self.env_kwargs.get("opponent")]
+        start, played = time.perf_counter(), []
+        for k, opponent in enumerate(opponents):
+            mine = [s for i, s in enumerate(seeds) if i % len(opponents) == k and s in set(missing)]
+            if not mine:
+                continue
+            kwargs = dict(self.env_kwargs) if opponent is None else {**self.env_kwargs, "opponent": opponent}
+            engine = RolloutEngine(self.env, kwargs, self.num_envs)
             result = engine.play(
                 policy,
-                missing,
+                mine,
                 mode=self.mode,
                 out_path=path,
                 iteration=self.iteration,
-                progress=f"rollout iter {self.iteration}",
+                progress=f"rollout iter {self.iteration}" + (f" vs {opponent}" if opponent else ""),
                 temperature=self.temperature,
             )
-            self.rollout_metrics = result.metrics
-            have += result.episodes
-        order = {s: i for i, s in enumerate(seeds)}
-        return sorted(have, key=lambda e: order[e.seed])
+            played += result.episodes
+        self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
+        return played
 
     def _stored_episodes(self, iteration: int) -> list[Episode]:
         if iteration == 0 and self.episodes_path:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cli import cli_main
@@ -83,3 +84,35 @@ def test_missing_config_file_is_reported(capsys):
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", "configs/does_not_exist.yaml"])
     assert "does_not_exist.yaml" in capsys.readouterr().err
+
+
+def test_bad_episodes_file_is_named_with_its_line_and_field(tmp_path, tiny_config, capsys):
+    cfg, run = tiny_config(tmp_path)
+    bad = tmp_path / "episodes.jsonl"
+    bad.write_text('{"episode_id": "a", "game": "tic_tac_toe"}\n')
+    with pytest.raises(SystemExit):
+        cli_main(
+            ["fit", "--config", str(cfg), f"--data.init_args.episodes_path={bad}", "--trainer.max_steps=1"]
+        )
+    err = capsys.readouterr().err
+    assert f"{bad}:1: field 'env_id': missing" in err
+    assert not (run / "iter_000" / "pairs_train.jsonl").exists()  # nothing written half
+
+
+def test_iterative_dpo_moves_the_reference_and_keeps_it_across_resume(tmp_path, tiny_config):
+    cfg, run = tiny_config(tmp_path)
+    config = yaml.safe_load(cfg.read_text())
+    (regen,) = [
+        c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("IterativeRegeneration")
+    ]
+    regen["init_args"]["update_reference"] = True
+    cfg.write_text(yaml.safe_dump(config))
+    common = ["fit", "--config", str(cfg), "--trainer.limit_train_batches=1"]
+    for epochs in (1, 2):
+        ckpt_args = ["--ckpt_path=last"] if epochs > 1 else []
+        cli_main([*common, f"--trainer.max_epochs={epochs}", *ckpt_args])
+        state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+        refs = {k: v for k, v in state.items() if ".reference." in k}
+        assert refs, "the reference adapter is part of the checkpoint"
+        # The snapshot at the end of each iteration equals the adapter as trained so far.
+        assert all(torch.equal(v, state[k.replace(".reference.", ".default.")]) for k, v in refs.items())

@@ -106,3 +106,11 @@ def test_given_episodes_file_with_a_bad_line_is_reported(tmp_path):
 def test_bad_datamodule_options_are_named(kwargs, option):
     with pytest.raises(ConfigError, match=option):
         PreferenceDataModule(ENV, **kwargs)
+
+
+def test_opponent_mix_deals_games_round_robin(tiny_policy, tmp_path):
+    dm = PreferenceDataModule(ENV, opponents=["self", "random"], num_episodes=6, num_envs=3, run_dir=str(tmp_path))
+    eps = dm.episodes(tiny_policy)
+    assert [e.opponent for e in eps] == ["self", "random"] * 3
+    assert [e.learner_seat == -1 for e in eps] == [True, False] * 3
+    assert dm.rollout_metrics["episodes"] == 6
