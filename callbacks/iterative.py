@@ -2,7 +2,8 @@
 
 ``IterationSchedule`` is the plain logic (tested without a Trainer); ``IterativeRegeneration`` adapts
 it to Lightning. The iteration number lives in the checkpoint, so ``--ckpt_path last`` continues the
-loop at the saved iteration (the datamodule then reuses that iteration's files on disk).
+loop at the saved iteration (the datamodule then reuses that iteration's episodes on disk and
+rebuilds its pairs from them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class IterationSchedule:
 
     def __init__(self, every_n_epochs: int = 1) -> None:
         if every_n_epochs < 1:
-            raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise ConfigError(f"IterativeRegeneration: every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.iteration = 0
 

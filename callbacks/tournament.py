@@ -120,7 +120,9 @@ class TournamentCallback(L.Callback):
         exploitability: bool = False,
     ) -> None:
         if every_n_epochs < 1:
-            raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise ConfigError(f"TournamentCallback: every_n_epochs must be >= 1, got {every_n_epochs}")
+        if num_games < 1:
+            raise ConfigError(f"TournamentCallback: num_games must be >= 1, got {num_games}")
         self.opponents = list(opponents or ["random"])
         self.num_games, self.every_n_epochs, self.at_start = num_games, every_n_epochs, at_start
         self.modes = list(modes or ["score"])
@@ -137,13 +139,16 @@ class TournamentCallback(L.Callback):
         return Tournament(env, kwargs, self.opponents, self.num_games, self.modes, self.seed, self.num_envs)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
-        results = self._tournament(trainer).run(pl_module.policy)
+        tournament = self._tournament(trainer)
+        results = tournament.run(pl_module.policy)
         entry = {
             "label": label,
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "results": results,
         }
+        if self.exploitability:
+            entry["exploitability"] = tournament.exploitability(pl_module.policy)
         self.history.append(entry)
         if trainer.logger is not None:
             flat = {

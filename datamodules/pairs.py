@@ -34,11 +34,6 @@ def state_key(game: str, turn: Turn) -> str:
     return digest[:16]
 
 
-def _answer(turn: Turn) -> str:
-    # A legal move is trained in its canonical text; an illegal answer is kept verbatim as "rejected".
-    return turn.action_text if turn.outcome == "ok" and turn.action_text is not None else turn.completion
-
-
 def _pair(group: list[tuple[Episode, Turn]], chosen: str, rejected: str, cs: float, rs: float, strategy: str):
     ep, turn = group[0]
     key = state_key(ep.game, turn)
@@ -68,21 +63,36 @@ def _groups(episodes: Sequence[Episode]) -> dict[str, list[tuple[Episode, Turn]]
 
 
 def margin_pairs(
-    episodes: Sequence[Episode], margin: float = 0.1, max_pairs_per_state: int = 4, seed: int = 0
+    episodes: Sequence[Episode],
+    margin: float = 0.1,
+    max_pairs_per_state: int = 4,
+    seed: int = 0,
+    illegal_score: float = -2.0,
 ) -> list[PreferencePair]:
-    """Pairs of answers at the same state whose games' scores differ by at least ``margin``."""
+    """Pairs of legal answers at the same state whose games' scores differ by at least ``margin``,
+    plus the best legal answer against each illegal or unparseable one (never the other way round,
+    however its game ended)."""
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
     rng = random.Random(seed)
     pairs = []
     for _key, group in sorted(_groups(episodes).items()):
         scores: dict[str, list[float]] = defaultdict(list)
         for ep, turn in group:
-            scores[_answer(turn)].append(ep.returns[turn.seat] - ep.penalties[turn.seat])
+            if turn.outcome == "ok" and turn.action_text is not None:
+                scores[turn.action_text].append(ep.returns[turn.seat] - ep.penalties[turn.seat])
         mean = {a: float(np.mean(s)) for a, s in scores.items()}
         ranked = sorted(mean, key=lambda a: (-mean[a], a))
         found = [(a, b) for i, a in enumerate(ranked) for b in ranked[i + 1 :] if mean[a] - mean[b] >= margin]
         rng.shuffle(found)
         for a, b in found[:max_pairs_per_state]:
             pairs.append(_pair(group, a, b, mean[a], mean[b], "margin"))
+        if ranked:
+            bad = sorted(
+                {t.completion for _, t in group if t.outcome != "ok"} - set(group[0][1].legal_actions)
+            )
+            for rejected in bad[:max_pairs_per_state]:
+                pairs.append(_pair(group, ranked[0], rejected, mean[ranked[0]], illegal_score, "margin"))
     return pairs
 
 
@@ -100,7 +110,10 @@ def oracle_pairs(
 
     if oracle not in ORACLES:
         raise ValueError(f"oracle must be one of {ORACLES}, got {oracle!r}")
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
     rng = random.Random(seed)
+    renderers: dict[str, object] = {}
     values_of = _OracleValues(oracle, mcts_simulations, np.random.default_rng(seed))
     pairs = []
     for _key, group in sorted(_groups(episodes).items()):
@@ -108,7 +121,9 @@ def oracle_pairs(
         state = state_from_history(ep.game, turn.history)
         values, used = values_of(ep.game, state, turn.seat)
         # Key values by the env's action text: what the policy scores, emits and is trained on.
-        renderer = renderer_for(ep.game)
+        if ep.game not in renderers:
+            renderers[ep.game] = renderer_for(ep.game)
+        renderer = renderers[ep.game]
         by_text = {renderer.action_text(state, turn.seat, a): v for a, v in values.items()}
         if not by_text:
             continue

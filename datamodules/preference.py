@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import gymnasium
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -126,8 +127,23 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
         if window < 1:
             raise ConfigError(f"--data.window must be >= 1, got {window}")
-        if num_episodes < 1 or batch_size < 1:
-            raise ConfigError("--data.num_episodes and --data.batch_size must be >= 1")
+        for name, value in (
+            ("num_episodes", num_episodes),
+            ("num_envs", num_envs),
+            ("batch_size", batch_size),
+            ("max_pairs_per_state", max_pairs_per_state),
+        ):
+            if value < 1:
+                raise ConfigError(f"--data.{name} must be >= 1, got {value}")
+        if margin <= 0:
+            raise ConfigError(f"--data.margin must be > 0, got {margin}")
+        if not 0.0 <= eval_ratio < 1.0:
+            raise ConfigError(f"--data.eval_ratio must be in [0, 1), got {eval_ratio}")
+        from envs import OPPONENTS
+
+        unknown = [o for o in (opponents or []) if o not in OPPONENTS]
+        if unknown:
+            raise ConfigError(f"--data.opponents: unknown {unknown}; expected some of {sorted(OPPONENTS)}")
         if episodes_path is not None and not Path(episodes_path).is_file():
             raise ConfigError(
                 f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)"
@@ -169,7 +185,17 @@ class PreferenceDataModule(L.LightningDataModule):
             return read_jsonl(self.episodes_path, Episode)
         path = self.iteration_dir() / "episodes.jsonl"
         seeds = self._seeds()
-        have = [e for e in read_complete_episodes(path) if e.seed in set(seeds)]
+        wanted = {s: self._opponent_for(i) for i, s in enumerate(seeds)}
+        # Only this configuration's games count: a run folder reused with another game, opponent or
+        # acting mode must not feed the old games to the new run.
+        have = [
+            e
+            for e in read_complete_episodes(path)
+            if e.seed in wanted
+            and e.env_id == self.env
+            and e.mode == self.mode
+            and e.opponent == wanted[e.seed]
+        ]
         done = {e.seed for e in have}
         missing = [s for s in seeds if s not in done]
         if missing:
@@ -181,13 +207,14 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def _play(self, policy, seeds: list[int], missing: list[int], path: Path) -> list[Episode]:
         """Play the missing seeds; seed i of the iteration meets ``opponents[i % len(opponents)]``."""
-        opponents = self.opponents or [self.env_kwargs.get("opponent")]
+        opponents = self.opponents or [self._opponent_for(0)]
+        missing_set = set(missing)
         start, played = time.perf_counter(), []
         for k, opponent in enumerate(opponents):
-            mine = [s for i, s in enumerate(seeds) if i % len(opponents) == k and s in set(missing)]
+            mine = [s for i, s in enumerate(seeds) if i % len(opponents) == k and s in missing_set]
             if not mine:
                 continue
-            kwargs = dict(self.env_kwargs) if opponent is None else {**self.env_kwargs, "opponent": opponent}
+            kwargs = {**self.env_kwargs, "opponent": opponent}
             engine = RolloutEngine(self.env, kwargs, self.num_envs)
             result = engine.play(
                 policy,
@@ -195,12 +222,19 @@ class PreferenceDataModule(L.LightningDataModule):
                 mode=self.mode,
                 out_path=path,
                 iteration=self.iteration,
-                progress=f"rollout iter {self.iteration}" + (f" vs {opponent}" if opponent else ""),
+                progress=f"rollout iter {self.iteration} vs {opponent}",
                 temperature=self.temperature,
             )
             played += result.episodes
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
         return played
+
+    def _opponent_for(self, index: int) -> str:
+        if self.opponents:
+            return self.opponents[index % len(self.opponents)]
+        if "opponent" in self.env_kwargs:
+            return str(self.env_kwargs["opponent"])
+        return str(gymnasium.spec(self.env).kwargs.get("opponent", "random"))
 
     def _stored_episodes(self, iteration: int) -> list[Episode]:
         if iteration == 0 and self.episodes_path:
@@ -213,6 +247,7 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def build(self, policy=None) -> None:
         """Episodes -> pairs -> split, written to the iteration folder."""
+        self.rollout_metrics = {}
         episodes = self.episodes(policy)
         for earlier in range(max(0, self.iteration - self.window + 1), self.iteration):
             episodes = self._stored_episodes(earlier) + episodes
@@ -236,7 +271,7 @@ class PreferenceDataModule(L.LightningDataModule):
             module = self.trainer.lightning_module if self.trainer is not None else None
             self.build(getattr(module, "policy", None))
             logger = self.trainer.logger if self.trainer is not None else None
-            if logger is not None and self.rollout_metrics:
+            if logger is not None:
                 metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
                 metrics["rollout/pairs_train"] = float(len(self.train_pairs))
                 metrics["rollout/iteration"] = float(self.iteration)

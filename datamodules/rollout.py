@@ -157,7 +157,7 @@ class RolloutEngine:
             game=str(step_info.get("game", "")),
             env_id=self.env_id,
             seed=slot["seed"],
-            opponent=str(self.env_kwargs.get("opponent", "random")),
+            opponent=str(self.envs[i].unwrapped.opponent),
             learner_seat=int(step_info.get("learner_seat", -1)),
             turns=slot["turns"],
             returns=[float(r) for r in step_info.get("returns", [0.0] * n)],

@@ -55,6 +55,14 @@ class PolicyModule(L.LightningModule):
         state = checkpoint["state_dict"]
         if any(".reference." in k for k in state):
             self.policy.ensure_reference_adapter()
+        own = self.state_dict()
+        mismatched = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+        if mismatched:
+            k = mismatched[0]
+            raise ConfigError(
+                f"checkpoint does not match the configured model: {k} has shape {tuple(state[k].shape)} in the "
+                f"checkpoint but {tuple(own[k].shape)} here; was it written with other LoRA options (lora_r)?"
+            )
         missing = sorted(k for k in self._kept_keys() if k not in state)
         if missing:
             raise ConfigError(

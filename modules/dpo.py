@@ -83,7 +83,7 @@ class DPO(PolicyModule):
     def _reference_logps(self, batch) -> torch.Tensor:  # [B, 2]
         todo = [p for p in batch if p.pair_id not in self._ref_cache]
         if todo:
-            with torch.no_grad(), self.policy.reference():
+            with torch.no_grad(), self.policy.evaluating(), self.policy.reference():
                 ref = self._pair_logps(todo)
             for p, row in zip(todo, ref.tolist()):
                 self._ref_cache[p.pair_id] = (row[0], row[1])

@@ -152,6 +152,9 @@ class Policy(nn.Module):
             raise ConfigError(f"--model.policy.lora_r must be >= 1, got {lora_r}")
         if temperature <= 0:
             raise ConfigError(f"--model.policy.temperature must be > 0, got {temperature}")
+        for name, value in (("max_new_tokens", max_new_tokens), ("act_batch_size", act_batch_size)):
+            if value < 1:
+                raise ConfigError(f"--model.policy.{name} must be >= 1, got {value}")
         if load_in_4bit and not torch.cuda.is_available():
             raise ConfigError(
                 "--model.policy.load_in_4bit needs a CUDA device (bitsandbytes 4-bit); none found"
@@ -272,6 +275,16 @@ class Policy(nn.Module):
         return logps.masked_fill(~present, float("-inf"))
 
     @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode (no dropout) for the duration, then the previous mode back."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+    @contextlib.contextmanager
     def reference(self):
         """Run the reference model: the frozen snapshot adapter if one exists, else the bare base."""
         if "reference" in self.model.peft_config:
@@ -323,19 +336,12 @@ class Policy(nn.Module):
             raise ConfigError(f"sampling temperature must be > 0, got {temp}")
         if mode not in _MODES:
             raise ConfigError(f"policy mode must be one of {_MODES}, got {mode!r}")
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            actions: list[Action] = []
+        fn = {"score": self._score, "generate": self._generate, "constrained": self._constrained}[mode]
+        actions: list[Action] = []
+        with self.evaluating():
             for start in range(0, len(observations), self.act_batch_size):
-                chunk = observations[start : start + self.act_batch_size]
-                fn = {"score": self._score, "generate": self._generate, "constrained": self._constrained}[
-                    mode
-                ]
-                actions.extend(fn(chunk, greedy, temp))
-            return actions
-        finally:
-            self.model.train(was_training)
+                actions.extend(fn(observations[start : start + self.act_batch_size], greedy, temp))
+        return actions
 
     @torch.no_grad()
     def action_probabilities(
@@ -344,10 +350,10 @@ class Policy(nn.Module):
         """The score-mode policy as probabilities over each prompt's legal actions (e.g. for
         exploitability): softmax of the candidates' log-likelihoods at ``temperature``."""
         temp = self.temperature if temperature is None else temperature
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            out: list[list[float]] = []
+        if temp <= 0:
+            raise ConfigError(f"temperature must be > 0, got {temp}")
+        out: list[list[float]] = []
+        with self.evaluating():
             for start in range(0, len(prompts), self.act_batch_size):
                 chunk = range(start, min(start + self.act_batch_size, len(prompts)))
                 logps = self.completion_logps(
@@ -356,9 +362,7 @@ class Policy(nn.Module):
                 )
                 probs = torch.softmax(logps.float() / temp, -1)
                 out.extend(probs[j, : len(legal_actions[i])].tolist() for j, i in enumerate(chunk))
-            return out
-        finally:
-            self.model.train(was_training)
+        return out
 
     def _score(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         prompts = [self.prompt_ids(o["prompt"]) for o in observations]

@@ -116,3 +116,20 @@ def test_iterative_dpo_moves_the_reference_and_keeps_it_across_resume(tmp_path, 
         assert refs, "the reference adapter is part of the checkpoint"
         # The snapshot at the end of each iteration equals the adapter as trained so far.
         assert all(torch.equal(v, state[k.replace(".reference.", ".default.")]) for k, v in refs.items())
+
+
+def test_resuming_with_other_lora_options_is_a_clear_error(tmp_path, tiny_config, capsys):
+    cfg, _ = tiny_config(tmp_path)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_steps=1"])
+    with pytest.raises(SystemExit):
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(cfg),
+                "--trainer.max_steps=2",
+                "--ckpt_path=last",
+                "--model.init_args.policy.lora_r=8",
+            ]
+        )
+    assert "lora_r" in capsys.readouterr().err

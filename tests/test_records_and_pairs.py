@@ -137,7 +137,37 @@ def test_margin_pairs_count_penalties_and_keep_illegal_answers_verbatim():
         _episode("bad", [_turn(EMPTY, None, outcome="unparsed", completion="I pass")], [0, 0], [1.0, 0.0]),
     ]
     (pair,) = margin_pairs(eps, margin=0.5)
-    assert (pair.chosen, pair.rejected, pair.rejected_score) == ("5", "I pass", -1.0)
+    assert (pair.chosen, pair.rejected, pair.rejected_score) == ("5", "I pass", -2.0)
+
+
+def test_margin_pairs_never_prefer_an_illegal_answer_even_from_a_won_game():
+    eps = [
+        _episode("lost", [_turn(EMPTY, "5")], [-1, 1]),
+        _episode(
+            "won", [_turn(EMPTY, None, outcome="illegal", completion="the middle")], [1, -1], [1.0, 0.0]
+        ),
+    ]
+    (pair,) = margin_pairs(eps, margin=0.5)
+    assert (pair.chosen, pair.rejected) == ("5", "the middle")
+
+
+def test_oracle_pairs_reject_illegal_answers_and_need_a_positive_margin():
+    import pyspiel
+
+    from envs import OpenSpielTextEnv
+
+    env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self")
+    state = pyspiel.load_game("tic_tac_toe").new_initial_state()
+    for a in [0, 3, 1, 4]:
+        state.apply_action(a)
+    prompt = env.renderer.prompt(state, 0)
+    legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
+    bad = _turn(prompt, None, outcome="unparsed", history=[0, 3, 1, 4], completion="hmm", legal=legal)
+    pairs = oracle_pairs([_episode("e", [bad], [-1, 1])], margin=0.5, max_pairs_per_state=10)
+    assert ("3", "hmm") in {(p.chosen, p.rejected) for p in pairs}
+    assert all(p.chosen != p.rejected for p in pairs)
+    with pytest.raises(ValueError, match="margin"):
+        oracle_pairs([_episode("e", [bad], [-1, 1])], margin=0.0)
 
 
 def test_oracle_pairs_prefer_the_winning_move():

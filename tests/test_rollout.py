@@ -101,6 +101,10 @@ def test_given_episodes_file_with_a_bad_line_is_reported(tmp_path):
         ({"window": 0}, "--data.window"),
         ({"temperature": 0.0}, "--data.temperature"),
         ({"episodes_path": "nowhere.jsonl"}, "--data.episodes_path"),
+        ({"margin": 0.0}, "--data.margin"),
+        ({"eval_ratio": 1.0}, "--data.eval_ratio"),
+        ({"num_envs": 0}, "--data.num_envs"),
+        ({"opponents": ["self", "grandmaster"]}, "--data.opponents"),
     ],
 )
 def test_bad_datamodule_options_are_named(kwargs, option):
@@ -109,8 +113,22 @@ def test_bad_datamodule_options_are_named(kwargs, option):
 
 
 def test_opponent_mix_deals_games_round_robin(tiny_policy, tmp_path):
-    dm = PreferenceDataModule(ENV, opponents=["self", "random"], num_episodes=6, num_envs=3, run_dir=str(tmp_path))
+    dm = PreferenceDataModule(
+        ENV, opponents=["self", "random"], num_episodes=6, num_envs=3, run_dir=str(tmp_path)
+    )
     eps = dm.episodes(tiny_policy)
     assert [e.opponent for e in eps] == ["self", "random"] * 3
     assert [e.learner_seat == -1 for e in eps] == [True, False] * 3
     assert dm.rollout_metrics["episodes"] == 6
+
+
+def test_a_reused_run_folder_does_not_feed_another_games_episodes(tiny_policy, tmp_path):
+    first = PreferenceDataModule(
+        ENV, {"opponent": "random"}, num_episodes=4, num_envs=4, run_dir=str(tmp_path)
+    )
+    first.episodes(tiny_policy)
+    other = PreferenceDataModule(
+        "lightspiel/ConnectFour-v0", {"opponent": "random"}, num_episodes=4, num_envs=4, run_dir=str(tmp_path)
+    )
+    eps = other.episodes(tiny_policy)
+    assert len(eps) == 4 and {e.env_id for e in eps} == {"lightspiel/ConnectFour-v0"}
