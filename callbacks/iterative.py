@@ -9,6 +9,7 @@ rebuilds its pairs from them).
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from modules.errors import ConfigError
 
@@ -41,6 +42,12 @@ class IterationSchedule:
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration = int(state["iteration"])
+        saved = int(state.get("every_n_epochs", self.every_n_epochs))
+        if saved != self.every_n_epochs:
+            rank_zero_warn(
+                f"IterativeRegeneration: the checkpoint used every_n_epochs={saved}, this run "
+                f"{self.every_n_epochs}; iterations continue from {self.iteration} at the new period"
+            )
 
 
 class IterativeRegeneration(L.Callback):
@@ -72,9 +79,10 @@ class IterativeRegeneration(L.Callback):
         trainer.datamodule.set_iteration(self.iteration)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        advance, _reason = self.schedule.should_advance(trainer.current_epoch)
+        advance, reason = self.schedule.should_advance(trainer.current_epoch)
         if not advance:
             return
+        rank_zero_info(f"IterativeRegeneration: {reason}; fresh episodes and pairs come next")
         iteration = self.schedule.advance()
         if self.update_reference:
             pl_module.policy.snapshot_reference()

@@ -277,13 +277,6 @@ class PreferenceDataModule(L.LightningDataModule):
                 metrics["rollout/iteration"] = float(self.iteration)
                 logger.log_metrics(metrics, step=self.trainer.global_step)
 
-    def load_pairs(self, folder: str | Path) -> None:
-        """Use pairs already written (e.g. by another tool) instead of building them."""
-        folder = Path(folder)
-        self.train_pairs = read_jsonl(folder / "pairs_train.jsonl", PreferencePair)
-        self.eval_pairs = read_jsonl(folder / "pairs_eval.jsonl", PreferencePair)
-        self._built = self.iteration
-
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         self._ensure_built()

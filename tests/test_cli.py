@@ -58,7 +58,7 @@ def test_resume_continues_at_the_saved_iteration_with_the_saved_callback_state(t
     assert resumed[:3] == history and [h["label"] for h in resumed[3:]] == ["epoch002"]  # no second "start"
     assert (run / "iter_000" / "episodes.jsonl").read_bytes() == iter0  # earlier iterations untouched
     assert len((run / "iter_002" / "episodes.jsonl").read_text().splitlines()) == 6
-    # The trained LoRA weights were restored, not re-initialised: they moved on from the first run.
+    # Training went on after the resume: the saved adapter weights changed again.
     a = first["state_dict"]
     b = second["state_dict"]
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
