@@ -228,6 +228,16 @@ class Policy(nn.Module):
         return ids.to(self.device), mask.to(self.device)
 
     # ------------------------------------------------------------------ log-probabilities
+    def _prefill(self, prompts: list[list[int]]):
+        """Run left-padded prompts once: next-token logits at the last position (# [B, V], float),
+        the key/value cache, and the attention mask the continuation extends."""
+        ids, mask = self._left_pad(prompts)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
+        return out.logits[:, -1].float(), out.past_key_values, mask
+
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
 
@@ -249,16 +259,10 @@ class Policy(nn.Module):
                 present[b, j] = True
         cand, cmask, present = cand.to(self.device), cmask.to(self.device), present.to(self.device)
 
-        ids, pmask = self._left_pad(prompts)
-        positions = (pmask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids, attention_mask=pmask, position_ids=positions, use_cache=True, logits_to_keep=1
-        )
-        last = out.logits[:, -1].float()  # [B, V]
+        last, cache, pmask = self._prefill(prompts)  # [B, V]
         first = last.gather(-1, cand[:, :, 0]) - last.logsumexp(-1, keepdim=True)  # [B, K]
         logps = first
         if length > 1:
-            cache = out.past_key_values
             cache.batch_repeat_interleave(k)
             inputs = cand[:, :, :-1].reshape(bsz * k, length - 1)
             attn = torch.cat(
@@ -355,19 +359,24 @@ class Policy(nn.Module):
         out: list[list[float]] = []
         with self.evaluating():
             for start in range(0, len(prompts), self.act_batch_size):
-                chunk = range(start, min(start + self.act_batch_size, len(prompts)))
-                logps = self.completion_logps(
-                    [self.prompt_ids(prompts[i]) for i in chunk],
-                    [[self.completion_ids(a) for a in legal_actions[i]] for i in chunk],
+                end = start + self.act_batch_size
+                logps = self._legal_logps(prompts[start:end], legal_actions[start:end])
+                probs = torch.softmax(logps / temp, -1)
+                out.extend(
+                    probs[j, : len(legal)].tolist() for j, legal in enumerate(legal_actions[start:end])
                 )
-                probs = torch.softmax(logps.float() / temp, -1)
-                out.extend(probs[j, : len(legal_actions[i])].tolist() for j, i in enumerate(chunk))
         return out
 
+    def _legal_logps(self, prompts: list[str], legal_actions: list[list[str]]) -> torch.Tensor:  # [B, K]
+        return self.completion_logps(
+            [self.prompt_ids(p) for p in prompts],
+            [[self.completion_ids(a) for a in legal] for legal in legal_actions],
+        )
+
     def _score(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
-        prompts = [self.prompt_ids(o["prompt"]) for o in observations]
-        cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
-        logps = self.completion_logps(prompts, cands)  # [B, K]
+        logps = self._legal_logps(
+            [o["prompt"] for o in observations], [o["legal_actions"] for o in observations]
+        )
         if greedy:
             choice = logps.argmax(-1)
         else:
@@ -395,12 +404,7 @@ class Policy(nn.Module):
 
     def _constrained(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
-        ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-        )
-        cache, logits = out.past_key_values, out.logits[:, -1].float()
+        logits, cache, mask = self._prefill([self.prompt_ids(o["prompt"]) for o in observations])
         bsz = len(observations)
         alive = [list(range(len(c))) for c in cands]  # candidates still consistent with the prefix
         chosen: list[int | None] = [None] * bsz
