@@ -90,7 +90,7 @@ def _alternate_seats(game_index: int) -> dict:
 
 
 class TournamentCallback(L.Callback):
-    """Evaluates the policy before training and every K epochs.
+    """Evaluates the policy before training, every K epochs, and after the last epoch.
 
     Args:
         opponents: Opponents to play (names the env accepts).
@@ -172,8 +172,10 @@ class TournamentCallback(L.Callback):
             self.evaluate(trainer, pl_module, "start")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self.evaluate(trainer, pl_module, f"epoch{trainer.current_epoch:03d}")
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if (epoch + 1) % self.every_n_epochs == 0 or last:
+            self.evaluate(trainer, pl_module, f"epoch{epoch:03d}")
 
     def state_dict(self) -> dict:
         return {"history": self.history}

@@ -1,5 +1,6 @@
 """The CLI end to end on a tiny model: artefacts, resume, and user errors."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,14 @@ def test_resuming_with_other_lora_options_is_a_clear_error(tmp_path, tiny_config
             ]
         )
     assert "lora_r" in capsys.readouterr().err
+
+
+def test_tournament_always_evaluates_after_the_last_epoch(tmp_path, tiny_config):
+    cfg, run = tiny_config(tmp_path)
+    config = yaml.safe_load(cfg.read_text())
+    (tour,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("TournamentCallback")]
+    tour["init_args"]["every_n_epochs"] = 5
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--trainer.limit_train_batches=1"])
+    history = json.loads((run / "reports" / "tournament_history.json").read_text())
+    assert [h["label"] for h in history] == ["start", "epoch001"]
