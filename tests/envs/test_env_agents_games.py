@@ -4,7 +4,6 @@ games) and the baseline tournaments."""
 from __future__ import annotations
 
 import numpy as np
-import pyspiel
 import pytest
 
 from envs import (
@@ -17,15 +16,9 @@ from envs import (
     make_agent,
     mcts_action_values,
     sample_determinization,
+    state_from_history,
 )
 from envs.tournament_baselines import BASELINE_GAMES, main, play_game, play_match
-
-
-def play(game: str, actions: list[int]) -> pyspiel.State:
-    state = load_game(game).new_initial_state()
-    for action in actions:
-        state.apply_action(action)
-    return state
 
 
 def choices(agent, state, n=20, seed=0) -> set[int]:
@@ -51,42 +44,46 @@ def test_heuristic_for_every_registered_game():
 def test_connect_four_heuristic_wins_then_blocks():
     agent = make_agent("heuristic", load_game("connect_four"))
     # X (seat 0) has three in column 1 (action 0); O has two in column 2. X to move wins in column 1.
-    assert choices(agent, play("connect_four", [0, 1, 0, 1, 0, 6])) == {0}
+    assert choices(agent, state_from_history("connect_four", [0, 1, 0, 1, 0, 6])) == {0}
     # O to move must block X's column 1.
-    assert choices(agent, play("connect_four", [0, 1, 0, 1, 0])) == {0}
+    assert choices(agent, state_from_history("connect_four", [0, 1, 0, 1, 0])) == {0}
     # Horizontal: X on columns 2, 3, 4 -> O blocks at 1 or 5.
-    assert choices(agent, play("connect_four", [1, 1, 2, 2, 3]), n=40) <= {0, 4}
+    assert choices(agent, state_from_history("connect_four", [1, 1, 2, 2, 3]), n=40) <= {0, 4}
 
 
 def test_connect_four_heuristic_avoids_giving_a_win():
     agent = make_agent("heuristic", load_game("connect_four"))
     #  . o o o . . x     O holds columns 2-4 of the second row; X must not play column 1 or 5
     #  . x o x . . x     (O would complete the row on top of that disc).
-    state = play("connect_four", [1, 2, 3, 1, 6, 2, 6, 3])
+    state = state_from_history("connect_four", [1, 2, 3, 1, 6, 2, 6, 3])
     assert choices(agent, state, n=60) <= {1, 2, 3, 5, 6}
 
 
 def test_poker_heuristics_bet_with_strength():
     kuhn = make_agent("heuristic", load_game("kuhn_poker"))
-    assert choices(kuhn, play("kuhn_poker", [2, 0])) == {1}  # K bets
-    assert choices(kuhn, play("kuhn_poker", [0, 2])) == {0}  # J checks
-    assert choices(kuhn, play("kuhn_poker", [2, 0, 1])) == {0}  # J facing a bet folds
-    assert choices(kuhn, play("kuhn_poker", [0, 1, 1])) == {1}  # Q facing a bet calls
+    assert choices(kuhn, state_from_history("kuhn_poker", [2, 0])) == {1}  # K bets
+    assert choices(kuhn, state_from_history("kuhn_poker", [0, 2])) == {0}  # J checks
+    assert choices(kuhn, state_from_history("kuhn_poker", [2, 0, 1])) == {0}  # J facing a bet folds
+    assert choices(kuhn, state_from_history("kuhn_poker", [0, 1, 1])) == {1}  # Q facing a bet calls
     leduc = make_agent("heuristic", load_game("leduc_poker"))
-    assert choices(leduc, play("leduc_poker", [4, 0])) == {2}  # K bets
-    assert choices(leduc, play("leduc_poker", [4, 0, 2])) == {0}  # J facing a bet folds
-    pair = play("leduc_poker", [0, 4, 1, 1, 1])  # J for player 1, public J: a pair
+    assert choices(leduc, state_from_history("leduc_poker", [4, 0])) == {2}  # K bets
+    assert choices(leduc, state_from_history("leduc_poker", [4, 0, 2])) == {0}  # J facing a bet folds
+    pair = state_from_history("leduc_poker", [0, 4, 1, 1, 1])  # J for player 1, public J: a pair
     assert choices(leduc, pair) == {2}
     repeated = make_agent("heuristic", load_game("lightspiel_repeated_poker"))
-    assert choices(repeated, play("lightspiel_repeated_poker", [2, 0])) == {1}
+    assert choices(repeated, state_from_history("lightspiel_repeated_poker", [2, 0])) == {1}
 
 
 def test_liars_dice_heuristic_challenges_implausible_bids():
     agent = make_agent("heuristic", load_game("liars_dice"))
     liar = 12
-    assert choices(agent, play("liars_dice", [0, 1, 8])) == {liar}  # I hold a 2; "2x3" needs both dice
-    assert liar not in choices(agent, play("liars_dice", [0, 2, 2]))  # I hold a 3: "1x3" is true
-    assert choices(agent, play("liars_dice", [3, 1])) == {3}  # opening with a 4: bid 1x4
+    assert choices(agent, state_from_history("liars_dice", [0, 1, 8])) == {
+        liar
+    }  # I hold a 2; "2x3" needs both dice
+    assert liar not in choices(
+        agent, state_from_history("liars_dice", [0, 2, 2])
+    )  # I hold a 3: "1x3" is true
+    assert choices(agent, state_from_history("liars_dice", [3, 1])) == {3}  # opening with a 4: bid 1x4
 
 
 def test_lewis_heuristic_convention_always_scores():
@@ -113,7 +110,7 @@ def test_breakthrough_heuristic_takes_a_win():
 
 
 def test_determinization_resamples_only_hidden_cards():
-    state = play("kuhn_poker", [1, 2, 0])  # player 1: Q, player 2: K; player 1 checked
+    state = state_from_history("kuhn_poker", [1, 2, 0])  # player 1: Q, player 2: K; player 1 checked
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(60):
@@ -122,7 +119,7 @@ def test_determinization_resamples_only_hidden_cards():
         assert world.history()[1] == 2 and world.history()[2] == 0
         seen.add(world.history()[0])
     assert seen == {0, 1}  # player 1's card: J or Q, never the K player 2 holds
-    leduc = play("leduc_poker", [0, 5, 1, 1, 3])
+    leduc = state_from_history("leduc_poker", [0, 5, 1, 1, 3])
     worlds = [sample_determinization(leduc, 0, rng) for _ in range(60)]
     assert {w.history()[0] for w in worlds} == {0} and {w.history()[4] for w in worlds} == {3}
     assert {w.history()[1] for w in worlds} == {1, 2, 4, 5}

@@ -24,14 +24,6 @@ from envs import (
     state_from_history,
 )
 
-
-def play(game: str, actions: list[int]) -> pyspiel.State:
-    state = load_game(game).new_initial_state()
-    for action in actions:
-        state.apply_action(action)
-    return state
-
-
 # ------------------------------------------------------------------ connect four
 
 
@@ -48,18 +40,18 @@ def play(game: str, actions: list[int]) -> pyspiel.State:
     + [("x3", None), ("middle", None), ("", None)],
 )
 def test_connect_four_parse(text, expected):
-    state = play("connect_four", [3, 3])
+    state = state_from_history("connect_four", [3, 3])
     assert ConnectFourRenderer().parse(text, state, 0) == expected
 
 
 def test_connect_four_prompt_and_texts():
-    state = play("connect_four", [3, 2, 3])
+    state = state_from_history("connect_four", [3, 2, 3])
     renderer = renderer_for("connect_four")
     prompt = renderer.prompt(state, 1)
     assert prompt.startswith("Connect four. You are O.")
     assert " . . . X . . .\n . . O X . . ." in prompt
     assert [renderer.action_text(state, 1, a) for a in state.legal_actions()] == list("1234567")
-    small = play("connect_four(rows=4,columns=5,x_in_row=3)", [0])
+    small = state_from_history("connect_four(rows=4,columns=5,x_in_row=3)", [0])
     text = renderer_for("connect_four(rows=4,columns=5,x_in_row=3)").prompt(small, 1)
     assert "Three in a row" in text and " 1 2 3 4 5\n" in text and "Legal moves: 1 2 3 4 5" in text
 
@@ -69,7 +61,7 @@ def test_connect_four_prompt_and_texts():
 
 def test_breakthrough_texts_and_parse():
     game = "breakthrough(rows=6,columns=6)"
-    state = play(game, [])
+    state = state_from_history(game, [])
     renderer = renderer_for(game)
     assert isinstance(renderer, BreakthroughRenderer)
     texts = [renderer.action_text(state, 0, a) for a in state.legal_actions()]
@@ -83,8 +75,8 @@ def test_breakthrough_texts_and_parse():
     prompt = renderer.prompt(state, 0)
     assert "You are black (b), moving down" in prompt and "6 b b b b b b" in prompt
     # Captures lose OpenSpiel's "*" mark.
-    capture = play(game, [by_text["a5a4"]])
-    capture = play(
+    capture = state_from_history(game, [by_text["a5a4"]])
+    capture = state_from_history(
         game,
         [by_text["a5a4"]]
         + [next(a for a in capture.legal_actions() if capture.action_to_string(a) == "b2b3")],
@@ -101,7 +93,7 @@ def test_breakthrough_texts_and_parse():
 def test_kuhn_texts_prompt_and_parse():
     renderer = renderer_for("kuhn_poker")
     assert isinstance(renderer, KuhnPokerRenderer)
-    state = play("kuhn_poker", [1, 2])  # player 1 holds Q, player 2 holds K
+    state = state_from_history("kuhn_poker", [1, 2])  # player 1 holds Q, player 2 holds K
     assert [renderer.action_text(state, 0, a) for a in state.legal_actions()] == ["check", "bet"]
     assert renderer.prompt(state, 0) == (
         "Kuhn poker: cards J<Q<K, one each; ante 1, bets of 1; best card left in wins. You are player 1 of 2.\n"
@@ -116,7 +108,7 @@ def test_kuhn_texts_prompt_and_parse():
     cases += [("check", INVALID_ACTION), ("calling", None), ("", None), ("I'll call, not fold", 1)]
     for text, expected in cases:
         assert renderer.parse(text, state, 1) == expected, text
-    three = play("kuhn_poker(players=3)", [0, 1, 2, 0, 1])
+    three = state_from_history("kuhn_poker(players=3)", [0, 1, 2, 0, 1])
     assert "Moves: player 1 checked, player 2 bet." in renderer.prompt(three, 2)
     assert "cards J<Q<K<A" in renderer.prompt(three, 2)
 
@@ -124,7 +116,7 @@ def test_kuhn_texts_prompt_and_parse():
 def test_leduc_texts_prompt_and_parse():
     renderer = renderer_for("leduc_poker")
     assert isinstance(renderer, LeducPokerRenderer)
-    state = play("leduc_poker", [2, 5])  # Q for player 1, K for player 2
+    state = state_from_history("leduc_poker", [2, 5])  # Q for player 1, K for player 2
     assert [renderer.action_text(state, 0, a) for a in state.legal_actions()] == ["check", "bet"]
     state.apply_action(2)  # bet
     assert [renderer.action_text(state, 1, a) for a in state.legal_actions()] == ["fold", "call", "raise"]
@@ -152,7 +144,7 @@ def test_leduc_texts_prompt_and_parse():
 def test_liars_dice_texts_and_parse():
     renderer = renderer_for("liars_dice")
     assert isinstance(renderer, LiarsDiceRenderer)
-    state = play("liars_dice", [3, 1, 8])  # dice 4 and 2; player 1 bids 2x3
+    state = state_from_history("liars_dice", [3, 1, 8])  # dice 4 and 2; player 1 bids 2x3
     texts = [renderer.action_text(state, 1, a) for a in state.legal_actions()]
     assert texts == ["2x4", "2x5", "2x6", "liar"]
     prompt = renderer.prompt(state, 1)
@@ -164,14 +156,14 @@ def test_liars_dice_texts_and_parse():
     ]  # fmt: skip
     for text, expected in cases:
         assert renderer.parse(text, state, 1) == expected, text
-    two = play("liars_dice(numdice=2)", [0, 5, 2, 2])
+    two = state_from_history("liars_dice(numdice=2)", [0, 5, 2, 2])
     assert "Your dice: 1 6." in renderer.prompt(two, 0)
 
 
 def test_lewis_signaling_texts_and_parse():
     renderer = renderer_for("lewis_signaling")
     assert isinstance(renderer, LewisSignalingRenderer)
-    state = play("lewis_signaling", [1])
+    state = state_from_history("lewis_signaling", [1])
     assert [renderer.action_text(state, 0, a) for a in state.legal_actions()] == ["red", "green", "blue"]
     assert "Secret: 2." in renderer.prompt(state, 0)
     assert renderer.parse("I send Green.", state, 0) == 1
@@ -225,7 +217,7 @@ def test_repeated_poker_bust_ends_the_match_and_leduc_base():
     leduc = load_game("lightspiel_repeated_poker(base=leduc_poker,rounds=2)")
     assert leduc.get_parameters()["bankroll"] == 39
     prompt = renderer_for(leduc).prompt(
-        play("lightspiel_repeated_poker(base=leduc_poker,rounds=2)", [0, 5]), 0
+        state_from_history("lightspiel_repeated_poker(base=leduc_poker,rounds=2)", [0, 5]), 0
     )
     assert (
         "2 hands of Leduc poker" in prompt
