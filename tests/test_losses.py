@@ -9,46 +9,51 @@ from torch.testing import assert_close
 from modules.losses import dpo_loss, masked_mean
 
 
-def _logps(*values):
-    return [torch.tensor([v]) for v in values]
+def _logps(*rows):
+    """Four tensors (policy chosen, policy rejected, reference chosen, reference rejected), one entry
+    per row: batches of several pairs, so a wrong reduction or a mixed-up row shows."""
+    return [torch.tensor(column) for column in zip(*rows)]
+
+
+# Three pairs with margins h = (pi_c - ref_c) - (pi_r - ref_r) of 1, 3 and -2.
+ROWS = ((-1.0, -2.0, -1.5, -1.5), (0.0, -3.0, 0.0, 0.0), (-2.0, -1.0, -1.0, -2.0))
 
 
 def test_sigmoid_dpo_hand_values():
-    """pi_c=-1, pi_r=-2, ref_c=ref_r=-1.5, beta=0.5: ratios +0.5 and -0.5, h=1, beta*h=0.5.
-    loss = -log sigmoid(0.5) = log(1 + e^-0.5) = 0.474077; rewards = beta * ratios = +0.25, -0.25."""
-    losses, rc, rr = dpo_loss(*_logps(-1.0, -2.0, -1.5, -1.5), beta=0.5)
-    assert_close(losses, torch.tensor([math.log1p(math.exp(-0.5))]))
-    assert_close(losses, torch.tensor([0.474077]), atol=1e-6, rtol=0)
-    assert_close(rc, torch.tensor([0.25]))
-    assert_close(rr, torch.tensor([-0.25]))
+    """beta=0.5, so beta*h = 0.5, 1.5, -1. loss = -log sigmoid(beta h) = log(1 + e^(-beta h)):
+    log(1 + e^-0.5) = 0.474077, log(1 + e^-1.5) = 0.201413, log(1 + e^1) = 1.313262.
+    Rewards = beta * (pi - ref): chosen 0.25, 0, -0.5; rejected -0.25, -1.5, 0.5."""
+    losses, rc, rr = dpo_loss(*_logps(*ROWS), beta=0.5)
+    assert_close(losses, torch.tensor([0.474077, 0.201413, 1.313262]), atol=1e-6, rtol=0)
+    assert_close(rc, torch.tensor([0.25, 0.0, -0.5]))
+    assert_close(rr, torch.tensor([-0.25, -1.5, 0.5]))
 
 
 def test_sigmoid_label_smoothing_hand_values():
-    """eps=0.1, beta*h=0.5: 0.9 * log(1+e^-0.5) + 0.1 * log(1+e^0.5) = 0.9*0.474077 + 0.1*0.974077 = 0.524077."""
-    losses, _, _ = dpo_loss(*_logps(-1.0, -2.0, -1.5, -1.5), beta=0.5, label_smoothing=0.1)
-    assert_close(losses, torch.tensor([0.524077]), atol=1e-6, rtol=0)
+    """eps=0.1: (1 - eps) * log(1 + e^(-beta h)) + eps * log(1 + e^(beta h)).
+    Row 1 (beta h = 0.5): 0.9*0.474077 + 0.1*0.974077 = 0.524077.
+    Row 3 (beta h = -1): 0.9*1.313262 + 0.1*0.313262 = 1.213262."""
+    losses, _, _ = dpo_loss(*_logps(ROWS[0], ROWS[2]), beta=0.5, label_smoothing=0.1)
+    assert_close(losses, torch.tensor([0.524077, 1.213262]), atol=1e-6, rtol=0)
 
 
 def test_ipo_hand_values():
-    """IPO: (h - 1/(2 beta))^2. beta=0.5 -> target 1. h=1 -> 0; h=3 (pi_c=0, pi_r=-2, refs 0,-0... ) -> 4."""
-    losses, _, _ = dpo_loss(*_logps(-1.0, -2.0, -1.5, -1.5), beta=0.5, loss_type="ipo")
-    assert_close(losses, torch.tensor([0.0]))
-    losses, _, _ = dpo_loss(*_logps(0.0, -3.0, 0.0, 0.0), beta=0.5, loss_type="ipo")
-    assert_close(losses, torch.tensor([4.0]))
+    """IPO: (h - 1/(2 beta))^2 with beta=0.5, so the target margin is 1.
+    h = 1 -> 0; h = 3 -> (3 - 1)^2 = 4; h = -2 -> (-2 - 1)^2 = 9."""
+    losses, _, _ = dpo_loss(*_logps(*ROWS), beta=0.5, loss_type="ipo")
+    assert_close(losses, torch.tensor([0.0, 4.0, 9.0]))
 
 
 def test_hinge_hand_values():
-    """hinge: max(0, 1 - beta h). beta=0.5: h=1 -> 0.5; h=3 -> max(0, -0.5) = 0."""
-    losses, _, _ = dpo_loss(*_logps(-1.0, -2.0, -1.5, -1.5), beta=0.5, loss_type="hinge")
-    assert_close(losses, torch.tensor([0.5]))
-    losses, _, _ = dpo_loss(*_logps(0.0, -3.0, 0.0, 0.0), beta=0.5, loss_type="hinge")
-    assert_close(losses, torch.tensor([0.0]))
+    """hinge: max(0, 1 - beta h) with beta=0.5: h = 1 -> 0.5; h = 3 -> max(0, -0.5) = 0; h = -2 -> 2."""
+    losses, _, _ = dpo_loss(*_logps(*ROWS), beta=0.5, loss_type="hinge")
+    assert_close(losses, torch.tensor([0.5, 0.0, 2.0]))
 
 
 def test_beta_near_zero_gives_log2():
     """beta -> 0: sigmoid(beta h) -> 1/2, so the loss -> log 2 whatever the margin."""
-    losses, _, _ = dpo_loss(*_logps(0.0, -30.0, -1.0, -1.0), beta=1e-9)
-    assert_close(losses, torch.tensor([math.log(2.0)]))
+    losses, _, _ = dpo_loss(*_logps((0.0, -30.0, -1.0, -1.0), (-30.0, 0.0, -1.0, -1.0)), beta=1e-9)
+    assert_close(losses, torch.full((2,), math.log(2.0)))
 
 
 def test_equal_policy_and_reference_gives_log2_and_zero_rewards():
@@ -79,7 +84,7 @@ def test_gradient_pushes_chosen_up_and_rejected_down():
 )
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        dpo_loss(*_logps(0.0, 0.0, 0.0, 0.0), **kwargs)
+        dpo_loss(*_logps((0.0, 0.0, 0.0, 0.0)), **kwargs)
 
 
 def test_masked_mean_hand_values_and_fully_masked_row():
