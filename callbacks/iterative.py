@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from datamodules.protocols import IterativeData, ReferenceAware, require
 from modules.errors import ConfigError
 
 
@@ -63,15 +64,15 @@ class IterativeRegeneration(L.Callback):
         self.schedule = IterationSchedule(every_n_epochs)
         self.update_reference = update_reference
 
+    # One regeneration schedule per Trainer: the default state key (the class name) is kept so
+    # checkpoints stay loadable when its options change (the period is checked on load instead).
+
     @property
     def iteration(self) -> int:
         return self.schedule.iteration
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not hasattr(trainer.datamodule, "set_iteration"):
-            raise ConfigError(
-                "IterativeRegeneration needs a datamodule with set_iteration (e.g. PreferenceDataModule)"
-            )
+        require(trainer.datamodule, IterativeData, "IterativeRegeneration", "a datamodule")
         # New data must reach the loop: rebuild the dataloaders each epoch (cheap: pairs are cached).
         trainer.reload_dataloaders_every_n_epochs = 1
 
@@ -86,7 +87,7 @@ class IterativeRegeneration(L.Callback):
         iteration = self.schedule.advance()
         if self.update_reference:
             pl_module.policy.snapshot_reference()
-            if hasattr(pl_module, "reference_changed"):
+            if isinstance(pl_module, ReferenceAware):
                 pl_module.reference_changed()
         trainer.datamodule.set_iteration(iteration)
         pl_module.log("train/iteration", float(iteration))

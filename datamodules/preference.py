@@ -18,9 +18,9 @@ from pathlib import Path
 
 import gymnasium
 import lightning as L
-import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
+from datamodules.batching import GroupBatchSampler
 from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, split_pairs
 from datamodules.records import (
     Episode,
@@ -30,43 +30,23 @@ from datamodules.records import (
     write_jsonl_atomic,
 )
 from datamodules.rollout import RolloutEngine, outcome_metrics
-from modules.errors import ConfigError
+from modules.errors import ConfigError, check_choice
+from modules.modes import check_mode
 
 
 def _collate(batch: list[PreferencePair]) -> list[PreferencePair]:
     return batch
 
 
-class StateBatchSampler(Sampler[list[int]]):
+class StateBatchSampler(GroupBatchSampler):
     """Batches of about ``batch_size`` pairs that keep each state's pairs together.
 
     A state's pairs share one prompt, and the DPO module runs each distinct prompt of a batch once,
-    so keeping them together makes a state with k pairs cost one prompt pass instead of k. Batches
-    are packed once (in state order) and visited in a fresh random order each epoch.
+    so keeping them together makes a state with k pairs cost one prompt pass instead of k.
     """
 
     def __init__(self, pairs: list[PreferencePair], batch_size: int, shuffle: bool = True) -> None:
-        groups: dict[str, list[int]] = {}
-        for i, p in enumerate(pairs):
-            groups.setdefault(p.state_key, []).append(i)
-        self.batches: list[list[int]] = []
-        current: list[int] = []
-        for key in sorted(groups):
-            current += groups[key]
-            if len(current) >= batch_size:
-                self.batches.append(current)
-                current = []
-        if current:
-            self.batches.append(current)
-        self.shuffle = shuffle
-
-    def __iter__(self):
-        order = torch.randperm(len(self.batches)).tolist() if self.shuffle else range(len(self.batches))
-        for i in order:
-            yield self.batches[i]
-
-    def __len__(self) -> int:
-        return len(self.batches)
+        super().__init__([p.state_key for p in pairs], batch_size, shuffle)
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -117,12 +97,9 @@ class PreferenceDataModule(L.LightningDataModule):
         run_dir: str | None = None,
     ) -> None:
         super().__init__()
-        if strategy not in STRATEGIES:
-            raise ConfigError(f"--data.strategy must be one of {STRATEGIES}, got {strategy!r}")
-        if oracle not in ORACLES:
-            raise ConfigError(f"--data.oracle must be one of {ORACLES}, got {oracle!r}")
-        if mode not in ("score", "constrained", "generate"):
-            raise ConfigError(f"--data.mode must be 'score', 'constrained' or 'generate', got {mode!r}")
+        check_choice(strategy, STRATEGIES, "--data.strategy")
+        check_choice(oracle, ORACLES, "--data.oracle")
+        check_mode(mode, "--data.mode")
         if temperature is not None and temperature <= 0:
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
         if window < 1:
@@ -141,9 +118,8 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.eval_ratio must be in [0, 1), got {eval_ratio}")
         from envs import OPPONENTS
 
-        unknown = [o for o in (opponents or []) if o not in OPPONENTS]
-        if unknown:
-            raise ConfigError(f"--data.opponents: unknown {unknown}; expected some of {sorted(OPPONENTS)}")
+        for opponent in opponents or []:
+            check_choice(opponent, OPPONENTS, "--data.opponents")
         if episodes_path is not None and not Path(episodes_path).is_file():
             raise ConfigError(
                 f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)"

@@ -2,11 +2,15 @@
 
 Files are JSON Lines. Episodes are appended one line per finished episode (flushed and fsynced, so a
 crash loses at most the episodes in flight); pair files are written whole under a temporary name and
-renamed. Every line read is validated: a bad one raises ``DataFileError`` naming file, line and field.
+renamed (:func:`atomic_open`, the one helper every whole-file write in the project goes through). Every
+line read is validated: a bad one raises ``DataFileError`` naming file, line and field.
+
+This module imports neither torch nor Lightning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -36,8 +40,16 @@ class Turn:
     outcome: str  # "ok" | "illegal" | "unparsed"
     rule: str | None  # illegal-move rule that fired, if any
     history: list[int]  # OpenSpiel action history of the decision state
-    reward: float
-    logp: float | None = None
+    reward: float  # for the seat that answered: its return change over the step minus its penalty
+    logp: float | None = None  # log-probability of the answer under the sampling policy (summed)
+    player: str = "learner"  # who answered: "learner", or the name of another seated player
+    learner: bool = True  # the turn is training data (the answering player is being trained)
+    # On-policy fields (PPO/GRPO): the sampled completion's token ids (ending with the end-of-turn
+    # token when the policy stopped), their per-token log-probabilities at sampling time, and the
+    # value head's estimate of the decision state. None where the acting mode does not produce them.
+    completion_ids: list[int] | None = None
+    token_logps: list[float] | None = None
+    value: float | None = None
 
 
 @dataclass
@@ -56,6 +68,8 @@ class Episode:
     truncated: bool = False
     iteration: int = 0
     mode: str = "score"
+    players: list[str] = field(default_factory=list)  # who sat in each seat (empty: learner vs env opponent)
+    start_history: list[int] = field(default_factory=list)  # a replayed start's OpenSpiel history, if any
 
 
 @dataclass
@@ -175,21 +189,37 @@ class EpisodeWriter:
         self.close()
 
 
-def write_jsonl_atomic(path: str | Path, records: Iterable) -> None:
-    """Write records to ``path`` all at once: a temporary file in the same folder, then a rename."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[typing.TextIO]:
+    """Open ``path`` for writing text all at once: the data goes to a temporary file in the same
+    folder, is flushed and fsynced, and replaces ``path`` only when the block ends without an error.
+    A reader (or a killed run) sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for r in records:
-                fh.write((r if isinstance(r, str) else to_json(r)) + "\n")
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable) -> None:
+    """Write records (or ready JSON strings) to ``path`` as JSON Lines, atomically."""
+    with atomic_open(path) as fh:
+        for r in records:
+            fh.write((r if isinstance(r, str) else to_json(r)) + "\n")
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write ``data`` as indented JSON to ``path``, atomically."""
+    with atomic_open(path) as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
 
 
 def read_complete_episodes(path: str | Path) -> list[Episode]:

@@ -1,8 +1,16 @@
 """Batched rollouts: many environments stepped together, one policy call per wave of waiting seats.
 
-The engine knows environments (``envs``) and asks a policy to act through one duck-typed method,
-``policy.act(observations, mode=..., greedy=..., temperature=...) -> [Action(text, index, logp)]``. Non-LLM agents play
-inside the environments (opponents), so every waiting observation belongs to a learner seat.
+The engine knows environments (``envs``) and asks players to act (:mod:`datamodules.players`). Two
+ways to seat them:
+
+- ``play(policy, ...)``: the policy is the learner; the env's own opponent (``env_kwargs.opponent``)
+  plays the other seats inside the env, or the learner drives every seat with ``opponent: self``;
+- ``play(None, ..., seats=fn)``: ``fn(game_index)`` gives a player per seat (the learner, a frozen
+  snapshot, another model, a built-in agent); the envs run in self-play mode and the engine routes
+  each observation to the player of its seat. A checkpoint pool, a judge or a match between two
+  LLMs needs no other engine.
+
+Each wave sends all waiting observations of one policy player to one ``act`` call.
 """
 
 from __future__ import annotations
@@ -13,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium
+import numpy as np
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the lightspiel/* ids)
+from datamodules.players import AgentPlayer, Player, PolicyPlayer
 from datamodules.records import Episode, EpisodeWriter, Turn
+from modules.errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -26,22 +37,28 @@ class RolloutResult:
 
 
 def make_env(env_id: str, env_kwargs: dict | None = None) -> gymnasium.Env:
+    """``gymnasium.make`` with lightspiel's errors: an unknown id names the closest registered one."""
+    if env_id not in gymnasium.registry:
+        ours = [k for k in gymnasium.registry if k.startswith("lightspiel/")]
+        hint = did_you_mean(env_id, ours) or f"; registered: {', '.join(ours)}"
+        raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         return gymnasium.make(env_id, disable_env_checker=True, **(env_kwargs or {}))
     except gymnasium.error.Error as err:
-        raise ValueError(f"env {env_id!r}: {err}") from err
+        raise ConfigError(f"env {env_id!r}: {err}") from err
 
 
 def outcome_metrics(episodes: Sequence[Episode], seconds: float | None = None) -> dict[str, float]:
     """Win/draw/loss, mean return, parse-success and illegal-action rates, from the learner's seat.
 
-    In self-play, wins and returns are those of seat 0 (the first mover).
+    In self-play, wins and returns are those of seat 0 (the first mover). Parse and illegal rates
+    count the turns of learner players only (``Turn.learner``).
     """
     n = len(episodes)
     if n == 0:
         return {}
     rets = [e.returns[max(e.learner_seat, 0)] - e.penalties[max(e.learner_seat, 0)] for e in episodes]
-    turns = [t for e in episodes for t in e.turns]
+    turns = [t for e in episodes for t in e.turns if t.learner]
     n_turns = max(len(turns), 1)
     game_rets = [e.returns[max(e.learner_seat, 0)] for e in episodes]
     metrics = {
@@ -63,19 +80,30 @@ def outcome_metrics(episodes: Sequence[Episode], seconds: float | None = None) -
 
 
 class RolloutEngine:
-    """Steps ``num_envs`` copies of an environment and batches the learner's decisions.
+    """Steps ``num_envs`` copies of an environment and batches the players' decisions.
 
     Args:
         env_id: A registered Gymnasium id, e.g. ``lightspiel/TicTacToe-v0``.
         env_kwargs: Keyword arguments for ``gymnasium.make`` (opponent, illegal rule, ...).
-        num_envs: Environments stepped together; each wave asks the policy for all waiting seats.
+        num_envs: Environments stepped together; each wave asks each policy player once.
     """
 
     def __init__(self, env_id: str, env_kwargs: dict | None = None, num_envs: int = 16) -> None:
         if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         self.env_id, self.env_kwargs, self.num_envs = env_id, dict(env_kwargs or {}), num_envs
         self.envs = [make_env(env_id, self.env_kwargs) for _ in range(num_envs)]
+        self._seated_envs: list[gymnasium.Env] | None = None
+        self._tags: dict[int, str] = {}
+
+    def _envs_for(self, seated: bool) -> list[gymnasium.Env]:
+        """The env copies: as configured, or (with seated players) in self-play mode."""
+        if not seated:
+            return self.envs
+        if self._seated_envs is None:
+            kwargs = {**self.env_kwargs, "opponent": "self"}
+            self._seated_envs = [make_env(self.env_id, kwargs) for _ in range(self.num_envs)]
+        return self._seated_envs
 
     def play(
         self,
@@ -88,38 +116,72 @@ class RolloutEngine:
         reset_options: Callable[[int], dict] | None = None,
         progress: str | None = "rollout",
         temperature: float | None = None,
+        seats: Callable[[int], Sequence[Player]] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> RolloutResult:
-        """Play one episode per seed; append each finished episode to ``out_path`` as it ends."""
+        """Play one episode per seed; append each finished episode to ``out_path`` as it ends.
+
+        Args:
+            policy: The learner (anything with ``act``); unused when ``seats`` is given.
+            seeds: One game per seed; results come back in this order.
+            mode: Acting mode of policy players without one of their own.
+            greedy: Greedy acting (tournaments) instead of sampling.
+            out_path: Episodes JSONL to append to (``None``: keep in memory only).
+            iteration: Recorded on each episode.
+            reset_options: ``fn(game_index) -> options`` for ``env.reset`` (e.g. the learner's seat,
+                or a start ``history`` for failure replay).
+            progress: Progress-bar label (``None``: no bar).
+            temperature: Sampling temperature of policy players without one of their own.
+            seats: ``fn(game_index) -> [player per seat]``; the envs then run in self-play mode.
+            tags: Suffixes of the episode ids (default :meth:`episode_tags` of ``seeds``).
+        """
         start = time.perf_counter()
+        envs_ = self._envs_for(seats is not None)
+        learner = None if seats is not None else PolicyPlayer(policy)
         queue = list(enumerate(seeds))
+        tags = list(tags) if tags is not None else self.episode_tags(seeds)
+        self._tags = dict(enumerate(tags))
         finished: list[tuple[int, Episode]] = []
         slots: dict[int, dict] = {}  # env index -> episode in flight
         writer = EpisodeWriter(out_path) if out_path else None
         bar = tqdm(total=len(seeds), desc=progress, leave=False, disable=progress is None, dynamic_ncols=True)
+        settings = {"mode": mode, "greedy": greedy, "temperature": temperature}
         try:
 
             def start_next(i: int) -> None:
                 order, seed = queue.pop(0)
                 opts = reset_options(order) if reset_options else None
-                obs, info = self.envs[i].reset(seed=int(seed), options=opts)
-                slots[i] = {"order": order, "seed": int(seed), "obs": obs, "info": info, "turns": []}
+                obs, info = envs_[i].reset(seed=int(seed), options=opts)
+                players = list(seats(order)) if seats is not None else None
+                if players is not None and len(players) != envs_[i].unwrapped.num_players:
+                    raise ConfigError(
+                        f"seats: {len(players)} players for a {envs_[i].unwrapped.num_players}-player game"
+                    )
+                slots[i] = {
+                    "order": order,
+                    "seed": int(seed),
+                    "obs": obs,
+                    "info": info,
+                    "turns": [],
+                    "players": players,
+                    "rng": np.random.default_rng([int(seed), 7]),
+                    "start_history": list((opts or {}).get("history", [])),
+                }
 
             for i in range(min(self.num_envs, len(queue))):
                 start_next(i)
             while slots:
-                waiting = sorted(slots)
-                observations = [slots[i]["obs"] for i in waiting]
-                actions = policy.act(observations, mode=mode, greedy=greedy, temperature=temperature)
-                for i, act in zip(waiting, actions):
-                    done = self._step(i, slots[i], act, mode, iteration)
-                    if done is not None:
-                        finished.append((slots[i]["order"], done))
-                        if writer:
-                            writer.write(done)
-                        bar.update(1)
-                        del slots[i]
-                        if queue:
-                            start_next(i)
+                for i, (player, act) in self._wave(envs_, slots, learner, settings).items():
+                    done = self._step(envs_[i], slots[i], player, act, mode, iteration)
+                    if done is None:
+                        continue
+                    finished.append((slots[i]["order"], done))
+                    if writer:
+                        writer.write(done)
+                    bar.update(1)
+                    del slots[i]
+                    if queue:
+                        start_next(i)
         finally:
             bar.close()
             if writer:
@@ -127,16 +189,59 @@ class RolloutEngine:
         episodes = [e for _, e in sorted(finished, key=lambda p: p[0])]
         return RolloutResult(episodes, outcome_metrics(episodes, time.perf_counter() - start))
 
-    def _step(self, i: int, slot: dict, act, mode: str, iteration: int) -> Episode | None:
+    @staticmethod
+    def episode_tags(seeds: Sequence[int]) -> list[str]:
+        """Episode-id suffixes: ``"#k"`` for the k-th game of a seed that occurs more than once (a
+        group of games from one start), ``""`` otherwise, so ids stay unique."""
+        counts: dict[int, int] = {}
+        for seed in seeds:
+            counts[int(seed)] = counts.get(int(seed), 0) + 1
+        seen: dict[int, int] = {}
+        tags = []
+        for seed in seeds:
+            k = seen.get(int(seed), 0)
+            seen[int(seed)] = k + 1
+            tags.append(f"#{k}" if counts[int(seed)] > 1 else "")
+        return tags
+
+    def episode_id(self, seed: int, iteration: int, tag: str = "") -> str:
+        return f"{self.env_id}:{iteration}:{seed}{tag}"
+
+    @staticmethod
+    def _wave(envs_, slots: dict[int, dict], learner: Player | None, settings: dict) -> dict[int, tuple]:
+        """Every waiting seat's decision: ``{env index: (player, action)}``. The observations of one
+        policy player go to one batched ``act`` call; agents choose from the OpenSpiel state (their
+        action is an index into the legal actions)."""
+        by_player: dict[int, tuple[Player, list[int]]] = {}
+        for i in sorted(slots):
+            slot = slots[i]
+            player = learner if slot["players"] is None else slot["players"][int(slot["obs"]["seat"])]
+            by_player.setdefault(id(player), (player, []))[1].append(i)
+        decisions: dict[int, tuple] = {}
+        for player, indices in by_player.values():
+            if isinstance(player, AgentPlayer):
+                for i in indices:
+                    index = player.choose(envs_[i], int(slots[i]["obs"]["seat"]), slots[i]["rng"])
+                    decisions[i] = (player, index)
+                continue
+            actions = player.act([slots[i]["obs"] for i in indices], **settings)
+            decisions.update({i: (player, a) for i, a in zip(indices, actions)})
+        return dict(sorted(decisions.items()))
+
+    def _step(self, env, slot: dict, player: Player, act, mode: str, iteration: int) -> Episode | None:
         obs, info = slot["obs"], slot["info"]
-        answer = act.index if act.index is not None else act.text
-        new_obs, reward, terminated, truncated, step_info = self.envs[i].step(answer)
+        if isinstance(act, int):  # a built-in agent's choice: an index into the legal actions
+            answer, text, logp = act, obs["legal_actions"][act], None
+        else:
+            answer = act.index if act.index is not None else act.text
+            text, logp = act.text, act.logp
+        new_obs, reward, terminated, truncated, step_info = env.step(answer)
         slot["turns"].append(
             Turn(
                 seat=int(obs["seat"]),
                 prompt=obs["prompt"],
                 legal_actions=list(obs["legal_actions"]),
-                completion=act.text,
+                completion=text,
                 action=step_info.get("action"),
                 action_text=step_info.get("action_text"),
                 parsed=bool(step_info.get("parsed", True)),
@@ -145,24 +250,43 @@ class RolloutEngine:
                 rule=step_info.get("rule"),
                 history=[int(a) for a in info.get("history", [])],
                 reward=float(reward),
-                logp=act.logp,
+                logp=logp,
+                player=player.name,
+                learner=bool(player.learner),
+                completion_ids=getattr(act, "token_ids", None),
+                token_logps=getattr(act, "token_logps", None),
+                value=getattr(act, "value", None),
             )
         )
         slot["obs"], slot["info"] = new_obs, step_info
         if not (terminated or truncated):
             return None
-        n = len(step_info.get("returns", [])) or 2
+        return self._episode(env, slot, step_info, bool(truncated), mode, iteration)
+
+    def _episode(self, env, slot: dict, info: dict, truncated: bool, mode: str, iteration: int) -> Episode:
+        n = env.unwrapped.num_players
+        players = slot["players"]
+        if players is None:
+            names, learner_seat, opponent = [], int(info.get("learner_seat", -1)), str(env.unwrapped.opponent)
+        else:
+            names = [p.name for p in players]
+            learners = [s for s, p in enumerate(players) if p.learner]
+            learner_seat = learners[0] if len(learners) == 1 else -1
+            others = sorted({p.name for p in players if not p.learner})
+            opponent = "+".join(others) if others else "self"
         return Episode(
-            episode_id=f"{self.env_id}:{iteration}:{slot['seed']}",
-            game=str(step_info.get("game", "")),
+            episode_id=self.episode_id(slot["seed"], iteration, self._tags.get(slot["order"], "")),
+            game=str(info.get("game", "")),
             env_id=self.env_id,
             seed=slot["seed"],
-            opponent=str(self.envs[i].unwrapped.opponent),
-            learner_seat=int(step_info.get("learner_seat", -1)),
+            opponent=opponent,
+            learner_seat=learner_seat,
             turns=slot["turns"],
-            returns=[float(r) for r in step_info.get("returns", [0.0] * n)],
-            penalties=[float(p) for p in step_info.get("penalties", [0.0] * n)],
-            truncated=bool(truncated),
+            returns=[float(r) for r in info.get("returns", [0.0] * n)],
+            penalties=[float(p) for p in info.get("penalties", [0.0] * n)],
+            truncated=truncated,
             iteration=iteration,
             mode=mode,
+            players=names,
+            start_history=slot["start_history"],
         )

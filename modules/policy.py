@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from modules.errors import ConfigError
+from modules.modes import check_mode
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_MODES = ("score", "generate", "constrained")
 
 
 def cache_dir() -> Path:
@@ -106,9 +106,12 @@ def resolve_model(model: str | None) -> str:
 class Action:
     """What the policy did for one observation."""
 
-    text: str  # the completion (generate) or the chosen action's text (score)
-    index: int | None  # index into the observation's legal actions (score), None for free text
-    logp: float | None  # log-probability of the completion under the policy (score mode)
+    text: str  # the completion (generate) or the chosen action's text (score, constrained)
+    index: int | None  # index into the observation's legal actions (score, constrained), None for free text
+    logp: float | None  # summed log-probability of the answer under the sampling policy
+    token_ids: list[int] | None = None  # the answer's tokens as sampled (generate, constrained)
+    token_logps: list[float] | None = None  # their log-probabilities under the sampling policy
+    value: float | None = None  # the value head's estimate of the state, when the policy has one
 
 
 class Policy(nn.Module):
@@ -172,6 +175,22 @@ class Policy(nn.Module):
         )
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
+        self.value_head: nn.Linear | None = None
+
+    def add_value_head(self) -> None:
+        """Give the policy a value head (PPO): a linear layer on the last hidden state at the prompt's
+        last token, in fp32, trainable, saved with the adapter. Idempotent. Once it exists, ``act``
+        reports each state's value estimate."""
+        if self.value_head is None:
+            hidden = self.model.get_input_embeddings().weight.shape[1]
+            head = nn.Linear(hidden, 1)
+            nn.init.normal_(head.weight, std=1.0 / (hidden + 1) ** 0.5)
+            nn.init.zeros_(head.bias)
+            self.value_head = head.to(self.device)
+
+    def _values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Value estimates from last-layer hidden states.  # [..., H] -> [...]"""
+        return self.value_head(hidden.float()).squeeze(-1)
 
     def _load(self, name: str, dtype: torch.dtype, load_in_4bit: bool, trust_remote_code: bool):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -228,15 +247,65 @@ class Policy(nn.Module):
         return ids.to(self.device), mask.to(self.device)
 
     # ------------------------------------------------------------------ log-probabilities
-    def _prefill(self, prompts: list[list[int]]):
+    def _prefill(self, prompts: list[list[int]], values: bool = False):
         """Run left-padded prompts once: next-token logits at the last position (# [B, V], float),
-        the key/value cache, and the attention mask the continuation extends."""
+        the key/value cache, and the attention mask the continuation extends; with ``values`` (and a
+        value head) also the value of each prompt (# [B]), else None."""
         ids, mask = self._left_pad(prompts)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        want = values and self.value_head is not None
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            output_hidden_states=want,
         )
+        vals = self._values(out.hidden_states[-1][:, -1]) if want else None
+        if values:
+            return out.logits[:, -1].float(), out.past_key_values, mask, vals
         return out.logits[:, -1].float(), out.past_key_values, mask
+
+    def token_logps(
+        self, prompts: list[list[int]], completions: list[list[int]], values: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probabilities of one completion per prompt, in one forward pass.
+
+        Rows are laid out ``[left padding][prompt][completion][right padding]`` with every prompt
+        ending in the same column, so the completions occupy the last ``L`` columns and vocabulary
+        logits are computed only there (``logits_to_keep``). Differentiable.
+
+        Returns:
+            ``(logps # [N, L], mask # [N, L] bool, values # [N] or None)``: the value head's estimate at
+            each prompt's last token when ``values`` and the policy has a value head.
+        """
+        n = len(prompts)
+        width_p = max(len(p) for p in prompts)
+        length = max(len(c) for c in completions)
+        ids = torch.full((n, width_p + length), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((n, width_p + length), dtype=torch.long)
+        cmask = torch.zeros((n, length), dtype=torch.bool)
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            ids[i, width_p - len(p) : width_p] = torch.tensor(p, dtype=torch.long)
+            ids[i, width_p : width_p + len(c)] = torch.tensor(c, dtype=torch.long)
+            attn[i, width_p - len(p) : width_p + len(c)] = 1
+            cmask[i, : len(c)] = True
+        ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        want = values and self.value_head is not None
+        out = self.model(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=positions,
+            logits_to_keep=length + 1,
+            output_hidden_states=want,
+        )
+        logits = out.logits[:, :-1].float()  # [N, L, V]: column width_p - 1 + t predicts token t
+        targets = ids[:, width_p:].unsqueeze(-1)
+        logps = (logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)).masked_fill(~cmask, 0.0)
+        vals = self._values(out.hidden_states[-1][:, width_p - 1]) if want else None
+        return logps, cmask, vals
 
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
@@ -338,8 +407,7 @@ class Policy(nn.Module):
         temp = self.temperature if temperature is None else temperature
         if temp <= 0:
             raise ConfigError(f"sampling temperature must be > 0, got {temp}")
-        if mode not in _MODES:
-            raise ConfigError(f"policy mode must be one of {_MODES}, got {mode!r}")
+        check_mode(mode, "policy mode")
         fn = {"score": self._score, "generate": self._generate, "constrained": self._constrained}[mode]
         actions: list[Action] = []
         with self.evaluating():
@@ -381,13 +449,27 @@ class Policy(nn.Module):
             choice = logps.argmax(-1)
         else:
             choice = torch.multinomial(torch.softmax(logps / temp, -1), 1).squeeze(-1)
+        values = self._prompt_values(observations)
         return [
-            Action(text=o["legal_actions"][c], index=int(c), logp=float(logps[i, c]))
+            Action(
+                text=o["legal_actions"][c],
+                index=int(c),
+                logp=float(logps[i, c]),
+                token_ids=self.completion_ids(o["legal_actions"][c]),
+                value=None if values is None else float(values[i]),
+            )
             for i, (o, c) in enumerate(zip(observations, choice.tolist()))
         ]
 
+    def _prompt_values(self, observations: list[dict]) -> torch.Tensor | None:
+        """Value estimates of the observations' prompts (None without a value head).  # [B]"""
+        if self.value_head is None:
+            return None
+        return self._prefill([self.prompt_ids(o["prompt"]) for o in observations], values=True)[3]
+
     def _generate(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
+        want_values = self.value_head is not None
         out = self.model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -398,14 +480,39 @@ class Policy(nn.Module):
             top_k=None,
             pad_token_id=self.pad_id,
             eos_token_id=self.eos_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+            output_hidden_states=want_values,
         )
-        texts = self.tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
-        return [Action(text=t.strip(), index=None, logp=None) for t in texts]
+        new = out.sequences[:, ids.shape[1] :]  # [B, T]
+        # Per-token log-probabilities at temperature 1 (what training recomputes), not of the
+        # temperature-scaled sampling distribution.
+        logits = torch.stack(out.logits, dim=1).float()  # [B, T, V]
+        token_logps = (logits.gather(-1, new.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)).tolist()
+        values = self._values(out.hidden_states[0][-1][:, -1]).tolist() if want_values else None
+        actions = []
+        for b, row in enumerate(new.tolist()):
+            n = row.index(self.eos_id) + 1 if self.eos_id in row else len(row)
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            actions.append(
+                Action(
+                    text=text.strip(),
+                    index=None,
+                    logp=float(sum(token_logps[b][:n])),
+                    token_ids=row[:n],
+                    token_logps=token_logps[b][:n],
+                    value=None if values is None else float(values[b]),
+                )
+            )
+        return actions
 
     def _constrained(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         cands = [[self.completion_ids(a) for a in o["legal_actions"]] for o in observations]
-        logits, cache, mask = self._prefill([self.prompt_ids(o["prompt"]) for o in observations])
+        logits, cache, mask, values = self._prefill(
+            [self.prompt_ids(o["prompt"]) for o in observations], values=True
+        )
         bsz = len(observations)
+        token_logps: list[list[float]] = [[] for _ in range(bsz)]
         alive = [list(range(len(c))) for c in cands]  # candidates still consistent with the prefix
         chosen: list[int | None] = [None] * bsz
         logps = [0.0] * bsz
@@ -426,6 +533,7 @@ class Policy(nn.Module):
                     j = int(torch.multinomial(torch.softmax(lp / temp, -1), 1))
                 token = allowed[j]
                 logps[b] += float(lp[j])
+                token_logps[b].append(float(lp[j]))
                 alive[b] = [k for k in alive[b] if cands[b][k][step] == token]
                 # Every candidate ends with eos, which no action text contains: a finished one is unique.
                 done = [k for k in alive[b] if len(cands[b][k]) == step + 1]
@@ -446,6 +554,13 @@ class Policy(nn.Module):
             next_pos = next_pos + 1
             step += 1
         return [
-            Action(text=o["legal_actions"][c], index=c, logp=lp)
-            for o, c, lp in zip(observations, chosen, logps)
+            Action(
+                text=o["legal_actions"][c],
+                index=c,
+                logp=lp,
+                token_ids=cands[b][c],
+                token_logps=token_logps[b],
+                value=None if values is None else float(values[b]),
+            )
+            for b, (o, c, lp) in enumerate(zip(observations, chosen, logps))
         ]

@@ -146,3 +146,42 @@ def test_constrained_decoding_never_yields_an_illegal_action(tiny_policy, env_id
             obs, _, term, trunc, info = env.step(act.text)
             assert info["legal"] and info["rule"] is None
             done = term or trunc
+
+
+def _lora_b_nonzero(policy):
+    """LoRA B starts at zero, which makes adapter and base agree; nudge it so they differ."""
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+
+
+@pytest.mark.parametrize("mode", ["generate", "constrained"])
+def test_sampled_token_logps_equal_the_training_pass(tiny_policy, mode):
+    """What PPO and GRPO rely on: the per-token log-probabilities recorded while acting are those the
+    training pass recomputes (so the first ratio is 1), for answers of different lengths."""
+    _lora_b_nonzero(tiny_policy)
+    tiny_policy.add_value_head()
+    obs = [
+        {"prompt": PROMPT, "legal_actions": ("1", "5", "9")},
+        {"prompt": "short", "legal_actions": ("12", "3")},
+    ]
+    torch.manual_seed(3)
+    actions = tiny_policy.act(obs, mode=mode)
+    assert all(a.token_ids and len(a.token_ids) == len(a.token_logps) for a in actions)
+    with torch.no_grad():
+        logps, mask, values = tiny_policy.token_logps(
+            [tiny_policy.prompt_ids(o["prompt"]) for o in obs], [a.token_ids for a in actions], values=True
+        )
+    for i, a in enumerate(actions):
+        n = len(a.token_ids)
+        assert mask[i].sum() == n
+        assert_close(logps[i, :n], torch.tensor(a.token_logps), rtol=1e-4, atol=1e-4)
+        assert_close(values[i], torch.tensor(a.value), rtol=1e-4, atol=1e-4)
+        if mode == "constrained":
+            assert a.token_ids == tiny_policy.completion_ids(obs[i]["legal_actions"][a.index])
+    # Generated answers stop at the end-of-turn token or at the budget.
+    if mode == "generate":
+        for a in actions:
+            assert a.token_ids[-1] == tiny_policy.eos_id or len(a.token_ids) == tiny_policy.max_new_tokens
+            assert tiny_policy.eos_id not in a.token_ids[:-1]

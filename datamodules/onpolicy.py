@@ -1,0 +1,270 @@
+"""On-policy data for PPO and GRPO: every epoch, fresh games by the live policy, turned into rows.
+
+Each training epoch is one rollout: the policy as it stands plays ``num_episodes`` games (in any acting
+mode; in self-play both seats are training data); finished games are appended to
+``iter_NNN/episodes.jsonl`` (NNN = the epoch); every learner turn becomes a row::
+
+    {"prompt", "completion_ids", "old_logps", "value", "reward", "outcome", "episode_id", "seat",
+     "turn", "game", "group", "legal"}
+
+``reward`` is the turn's own reward (illegal-answer penalties where they fire, and any return change
+during the turn), with the rest of the seat's final return added at its last turn, so a seat's rewards
+add up to its return minus its penalties. ``outcome`` is that sum, repeated on every turn (what GRPO
+compares). The module (:class:`~datamodules.protocols.AdvantageEstimator`) then fills ``advantage``
+once per rollout; batches never split a group (``grouping``) and are visited ``ppo_epochs`` times.
+
+A resumed run (``--ckpt_path last``) finds the episodes of the epoch it stopped in and plays only
+the missing games; the sampling generator is reseeded per epoch from ``seed`` and the epoch, so the
+same policy weights give the same games.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gymnasium
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from datamodules.batching import GroupBatchSampler
+from datamodules.protocols import AdvantageEstimator, require
+from datamodules.records import Episode, read_complete_episodes
+from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
+from modules.errors import ConfigError, check_choice
+from modules.modes import check_mode
+
+#: How rows are grouped (the GRPO comparison set; batches never split a group).
+GROUPINGS: tuple[str, ...] = ("game", "start", "none")
+
+
+def _collate(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+def episode_rows(episode: Episode, group: str) -> list[dict]:
+    """The learner turns of one finished game as training rows (see the module docstring)."""
+    by_seat: dict[int, list] = {}
+    for turn in episode.turns:
+        if turn.learner:
+            by_seat.setdefault(turn.seat, []).append(turn)
+    rows = []
+    for seat, turns in sorted(by_seat.items()):
+        outcome = float(episode.returns[seat] - episode.penalties[seat])
+        rewards = [float(t.reward) for t in turns]
+        rewards[-1] += outcome - sum(rewards)  # the rest of the seat's return lands on its last turn
+        for k, (turn, reward) in enumerate(zip(turns, rewards)):
+            rows.append(
+                {
+                    "prompt": turn.prompt,
+                    "completion": turn.completion,
+                    "completion_ids": turn.completion_ids,
+                    "old_logps": turn.token_logps,
+                    "value": turn.value,
+                    "reward": reward,
+                    "outcome": outcome,
+                    "episode_id": episode.episode_id,
+                    "seat": seat,
+                    "turn": k,
+                    "last": k == len(turns) - 1,
+                    "game": episode.game,
+                    "group": group,
+                    "legal": turn.legal,
+                    "step_reward": float(turn.reward),
+                }
+            )
+    return rows
+
+
+class OnPolicyDataModule(L.LightningDataModule):
+    """Fresh games from the live policy every epoch, as rows for PPO or GRPO.
+
+    Args:
+        env: Gymnasium id of the game, e.g. ``lightspiel/TicTacToe-v0``.
+        env_kwargs: Options of the env (opponent, illegal_rule, illegal_penalty, ...).
+        opponents: Mix of opponents (``[self, random]``): games are dealt round-robin among them
+            (overrides ``env_kwargs.opponent``).
+        num_episodes: Games per epoch (with ``grouping: start``: starts per epoch, each played
+            ``group_size`` times).
+        num_envs: Games stepped together.
+        mode: Acting mode of the rollouts: ``generate`` (free text, what the model must learn to
+            answer legally), ``constrained`` or ``score``.
+        temperature: Sampling temperature of rollouts (None: the policy's own).
+        grouping: GRPO groups: ``game`` (the seats of one game), ``start`` (``group_size`` games from
+            one seed: same chance and opening, only the policy's samples differ), ``none``.
+        group_size: Games per start with ``grouping: start``.
+        ppo_epochs: Passes over each rollout's rows (PPO's inner epochs).
+        batch_size: Rows per optimizer step (about: a group is never split).
+        seed: Seeds the games and the sampling.
+        run_dir: Where ``iter_NNN/`` folders go; defaults to the trainer's ``default_root_dir``.
+    """
+
+    def __init__(
+        self,
+        env: str = "lightspiel/TicTacToe-v0",
+        env_kwargs: dict | None = None,
+        opponents: list[str] | None = None,
+        num_episodes: int = 32,
+        num_envs: int = 16,
+        mode: str = "generate",
+        temperature: float | None = None,
+        grouping: str = "none",
+        group_size: int = 4,
+        ppo_epochs: int = 1,
+        batch_size: int = 16,
+        seed: int = 0,
+        run_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        from envs import OPPONENTS
+
+        check_mode(mode, "--data.mode")
+        check_choice(grouping, GROUPINGS, "--data.grouping")
+        for opponent in opponents or []:
+            check_choice(opponent, OPPONENTS, "--data.opponents")
+        for name, value in (
+            ("num_episodes", num_episodes),
+            ("num_envs", num_envs),
+            ("group_size", group_size),
+            ("ppo_epochs", ppo_epochs),
+            ("batch_size", batch_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"--data.{name} must be an int >= 1, got {value!r}")
+        if temperature is not None and temperature <= 0:
+            raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
+        make_env(env, {**(env_kwargs or {}), "opponent": (opponents or ["random"])[0]}).close()
+        self.env, self.env_kwargs = env, dict(env_kwargs or {})
+        self.opponents = list(opponents or [])
+        self.num_episodes, self.num_envs, self.mode, self.temperature = num_episodes, num_envs, mode, temperature
+        self.grouping, self.group_size, self.ppo_epochs = grouping, group_size, ppo_epochs
+        self.batch_size, self.seed, self._run_dir = batch_size, seed, run_dir
+        self.iteration = 0
+        self.last_episodes: list[Episode] = []
+        self.rows: list[dict] = []
+        self.rollout_metrics: dict[str, float] = {}
+        self._starts: list[dict] = []
+
+    # ------------------------------------------------------------------ protocols the callbacks use
+    def set_iteration(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def set_stage(self, env: str, env_kwargs: dict) -> None:
+        """Switch the game (a curriculum stage) from the next rollout on."""
+        make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", "random")}).close()
+        self.env, self.env_kwargs = env, dict(env_kwargs)
+        self.opponents = []
+
+    def set_starts(self, starts: list[dict]) -> None:
+        """Start some of the next rollout's games from saved states (failure replay)."""
+        self._starts = [dict(s) for s in starts]
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def run_dir(self) -> Path:
+        if self._run_dir:
+            return Path(self._run_dir)
+        if self.trainer is not None:
+            return Path(self.trainer.default_root_dir)
+        return Path("runs/default")
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None:
+            # Every epoch is a new rollout: the train loader must be rebuilt each epoch.
+            self.trainer.reload_dataloaders_every_n_epochs = 1
+
+    # ------------------------------------------------------------------ rollouts
+    def _opponent_for(self, index: int) -> str:
+        if self.opponents:
+            return self.opponents[index % len(self.opponents)]
+        if "opponent" in self.env_kwargs:
+            return str(self.env_kwargs["opponent"])
+        return str(gymnasium.spec(self.env).kwargs.get("opponent", "random"))
+
+    def _plan(self) -> list[dict]:
+        """This epoch's games: ``{"seed", "opponent", "options", "group"}`` in play order."""
+        base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration
+        starts = [s for s in self._starts if s.get("env") == self.env]
+        plan = []
+        for i in range(self.num_episodes):
+            opponent = self._opponent_for(i)
+            replay = starts[i] if i < len(starts) else None
+            seed = int(replay["seed"]) if replay else base + i
+            options = {"history": list(replay["history"])} if replay else {}
+            repeats = self.group_size if self.grouping == "start" else 1
+            for _ in range(repeats):
+                plan.append({"seed": seed, "opponent": opponent, "options": options, "group": f"start:{i}"})
+        return plan
+
+    def episodes(self, policy) -> list[Episode]:
+        """This epoch's games: those already in the run folder (a resumed run), the rest played now."""
+        path = self.run_dir / f"iter_{self.iteration:03d}" / "episodes.jsonl"
+        plan = self._plan()
+        have = {
+            e.episode_id: e
+            for e in read_complete_episodes(path)
+            if e.env_id == self.env and e.mode == self.mode
+        }
+        tags = RolloutEngine.episode_tags([g["seed"] for g in plan])
+        by_opponent: dict[str, list[int]] = {}
+        for k, game in enumerate(plan):
+            by_opponent.setdefault(game["opponent"], []).append(k)
+        start, played = time.perf_counter(), []
+        # Sampling depends only on the seed, the epoch and the weights, not on the process's history.
+        torch.manual_seed((1_000_003 * (self.seed + 1) + self.iteration) % (2**31))
+        episodes: dict[int, Episode] = {}
+        for opponent, indices in by_opponent.items():
+            engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
+            ids = {k: engine.episode_id(plan[k]["seed"], self.iteration, tags[k]) for k in indices}
+            episodes.update({k: have[ids[k]] for k in indices if ids[k] in have})
+            missing = [k for k in indices if ids[k] not in have]
+            if not missing:
+                continue
+            result = engine.play(
+                policy,
+                [plan[k]["seed"] for k in missing],
+                mode=self.mode,
+                out_path=path,
+                iteration=self.iteration,
+                reset_options=lambda j, todo=missing: plan[todo[j]]["options"] or None,
+                progress=f"rollout epoch {self.iteration} vs {opponent}",
+                temperature=self.temperature,
+                tags=[tags[k] for k in missing],
+            )
+            episodes.update(dict(zip(missing, result.episodes)))
+            played += result.episodes
+        self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start) if played else {}
+        return [episodes[k] for k in sorted(episodes)]
+
+    def build(self, policy, module=None) -> None:
+        """Play (or reload) this epoch's games and turn them into rows with advantages."""
+        self.last_episodes = self.episodes(policy)
+        plan = self._plan()
+        rows = []
+        for k, episode in enumerate(self.last_episodes):
+            group = {"game": episode.episode_id, "start": plan[k]["group"], "none": "all"}[self.grouping]
+            rows += episode_rows(episode, group)
+        if not rows:
+            raise ConfigError(
+                f"epoch {self.iteration}: {len(self.last_episodes)} games gave no learner turns to train on"
+            )
+        if module is not None:
+            stats = require(module, AdvantageEstimator, "OnPolicyDataModule", "a model").assign_advantages(rows)
+            self.rollout_metrics.update({f"advantage_{k}": v for k, v in stats.items()})
+        self.rows = rows
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None:
+            self.iteration = self.trainer.current_epoch
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        self.build(getattr(module, "policy", None), module)
+        if self.trainer is not None and self.trainer.logger is not None:
+            metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
+            metrics["rollout/rows"] = float(len(self.rows))
+            metrics["rollout/epoch"] = float(self.iteration)
+            self.trainer.logger.log_metrics(metrics, step=self.trainer.global_step)
+        keys = [r["group"] if self.grouping != "none" else r["episode_id"] for r in self.rows]
+        sampler = GroupBatchSampler(keys, self.batch_size, shuffle=True, passes=self.ppo_epochs)
+        return DataLoader(self.rows, batch_sampler=sampler, collate_fn=_collate)
