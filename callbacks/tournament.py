@@ -3,17 +3,29 @@
 ``Tournament`` is the plain logic (tested without a Trainer); ``TournamentCallback`` runs it before
 training and every K epochs, logs ``eval/<mode>/<opponent>/<metric>`` to the logger and writes one JSON
 report per evaluation under ``<run>/reports/``.
+
+Figures come from :class:`datamodules.metrics.OutcomeRates` (torchmetrics): every rate carries its 95%
+Wilson interval as ``<rate>_low``/``<rate>_high`` and the mean return its t-interval. Each report also
+keeps the per-game outcomes by seed, so two evaluations on the same seeds can be compared game by game
+(:func:`compare`, McNemar on non-loss); the callback prints that comparison of its first and last
+evaluation at the end of fit.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 
 import lightning as L
+import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
+from datamodules.metrics import OutcomeRates, mcnemar, update_from_episodes, wilson_interval
+from datamodules.protocols import EnvSource, require
+from datamodules.records import Episode, write_json_atomic
+from datamodules.rollout import RolloutEngine, make_env
 from modules.errors import ConfigError
+from modules.modes import check_mode
 
 
 class Tournament:
@@ -27,6 +39,10 @@ class Tournament:
         modes: Acting modes to evaluate: ``score``, ``constrained``, ``generate``.
         seed: First seed; seeds ``seed .. seed + num_games - 1`` are used, apart from training's.
         num_envs: Games stepped together.
+        distributed: When a ``torch.distributed`` process group is initialised (DDP), each rank plays
+            its share of the seeds (``seeds[rank::world_size]``) and the figures are summed over all
+            ranks; every rank must then call :meth:`run` together. ``False``: each rank plays every
+            game and reports its own figures (no cross-rank sync).
     """
 
     def __init__(
@@ -38,20 +54,40 @@ class Tournament:
         modes: list[str] | None = None,
         seed: int = 900_000_000,
         num_envs: int = 16,
+        distributed: bool = True,
     ) -> None:
         if num_games < 1:
             raise ConfigError(f"num_games must be >= 1, got {num_games}")
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.opponents = list(opponents or ["random"])
         self.modes = list(modes or ["score"])
-        bad = [m for m in self.modes if m not in ("score", "constrained", "generate")]
-        if bad:
-            raise ConfigError(f"tournament modes must be score, constrained or generate, got {bad}")
+        for mode in self.modes:
+            check_mode(mode, "tournament modes")
         self.num_games, self.seed, self.num_envs = num_games, seed, num_envs
+        self.distributed = distributed
 
     def run(self, policy) -> dict[str, dict[str, dict[str, float]]]:
-        """``{mode: {opponent: metrics}}``."""
-        return {mode: self._run_mode(policy, mode) for mode in self.modes}
+        """``{mode: {opponent: metrics}}`` (see :meth:`play`)."""
+        return self.play(policy)["results"]
+
+    def play(self, policy) -> dict:
+        """Play every mode against every opponent.
+
+        Returns:
+            ``{"results": {mode: {opponent: metrics}}, "games": {mode: {opponent: {seed: game}}}}``.
+            ``metrics`` are :class:`OutcomeRates` figures with their intervals, ``games_per_s`` and
+            per-seat ``seat<k>_win_rate``/``_non_loss_rate``/``_mean_return`` (with intervals); ``game``
+            is ``{"seat", "result" (win/draw/loss), "non_loss", "return"}`` of the learner, keyed by
+            the seed as a string (JSON keys).
+        """
+        results: dict = {}
+        games: dict = {}
+        for mode in self.modes:
+            for opponent in self.opponents:
+                metrics, by_seed = self._match(policy, mode, opponent)
+                results.setdefault(mode, {})[opponent] = metrics
+                games.setdefault(mode, {})[opponent] = by_seed
+        return {"results": results, "games": games}
 
     def exploitability(self, policy) -> dict:
         """Exploitability (and NashConv) of the policy's score-mode probabilities over every
@@ -61,32 +97,116 @@ class Tournament:
         game = make_env(self.env, self.env_kwargs).unwrapped.game
         return exploitability_report(policy.action_probabilities, game)
 
-    def _run_mode(self, policy, mode: str) -> dict[str, dict[str, float]]:
-        results = {}
-        for opponent in self.opponents:
-            kwargs = {**self.env_kwargs, "opponent": opponent}
-            engine = RolloutEngine(self.env, kwargs, min(self.num_envs, self.num_games))
-            played = engine.play(
-                policy,
-                [self.seed + i for i in range(self.num_games)],
-                mode=mode,
-                greedy=True,
-                reset_options=_alternate_seats,
-                progress=f"tournament ({mode}) vs {opponent}",
-            )
-            metrics = dict(played.metrics)
-            for seat in range(2):
-                mine = [e for e in played.episodes if e.learner_seat == seat]
-                for k, v in outcome_metrics(mine).items():
-                    if k in ("win_rate", "non_loss_rate", "mean_return"):
-                        metrics[f"seat{seat}_{k}"] = v
-            results[opponent] = metrics
-        return results
+    def _ranks(self) -> tuple[int, int]:
+        if self.distributed and dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _match(self, policy, mode: str, opponent: str) -> tuple[dict[str, float], dict[str, dict]]:
+        """One mode against one opponent: this rank's share of the games, figures over all ranks."""
+        rank, world = self._ranks()
+        mine = list(range(rank, self.num_games, world))  # game indices of this rank
+        kwargs = {**self.env_kwargs, "opponent": opponent}
+        engine = RolloutEngine(self.env, kwargs, max(1, min(self.num_envs, len(mine))))
+        start = time.perf_counter()
+        played = engine.play(
+            policy,
+            [self.seed + i for i in mine],
+            mode=mode,
+            greedy=True,
+            reset_options=lambda k: _alternate_seats(mine[k]),  # seats follow the global game index
+            progress=f"tournament ({mode}) vs {opponent}",
+        )
+        seconds = time.perf_counter() - start
+        sync = world > 1  # the states are summed over ranks (each rank counted its own games)
+        overall = update_from_episodes(OutcomeRates(sync_on_compute=sync), played.episodes)
+        metrics = overall.compute()
+        if seconds > 0:  # this rank's wall time, so a throughput over all ranks' games
+            metrics["games_per_s"] = metrics.get("episodes", 0.0) / seconds
+        keep = ("win_rate", "non_loss_rate", "mean_return")
+        for seat in range(2):
+            games = [e for e in played.episodes if e.learner_seat == seat]
+            seat_rates = update_from_episodes(OutcomeRates(sync_on_compute=sync), games).compute()
+            for k, v in seat_rates.items():
+                if k.removesuffix("_low").removesuffix("_high") in keep:
+                    metrics[f"seat{seat}_{k}"] = v
+        by_seed = {str(e.seed): _game_record(e) for e in played.episodes}
+        if sync:
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, by_seed)
+            by_seed = {k: v for part in gathered for k, v in part.items()}
+        by_seed = dict(sorted(by_seed.items(), key=lambda kv: int(kv[0])))
+        return metrics, by_seed
 
 
 def _alternate_seats(game_index: int) -> dict:
     """The learner takes the first two seats in turn, so both sides of the game are measured."""
     return {"learner_seat": game_index % 2}
+
+
+def _game_record(episode: Episode) -> dict:
+    """The learner's outcome of one game, as kept in the report for game-by-game comparison."""
+    seat = max(episode.learner_seat, 0)
+    game_return = episode.returns[seat]
+    result = "win" if game_return > 0 else "draw" if game_return == 0 else "loss"
+    return {
+        "seat": episode.learner_seat,
+        "result": result,
+        "non_loss": game_return >= 0,
+        "return": episode.returns[seat] - episode.penalties[seat],
+    }
+
+
+def compare(before_entry: dict, after_entry: dict, alpha: float = 0.05) -> dict:
+    """Compare two tournament report entries game by game, on the seeds both played.
+
+    Per mode and opponent: the non-loss rate before and after over the matched games (with Wilson 95%
+    intervals) and McNemar's paired test of non-loss per seed (:func:`datamodules.metrics.mcnemar`):
+    matched games remove the between-game variance that two independent rates would carry, and only
+    games whose outcome changed count. Pairs without per-game outcomes in either entry are skipped.
+
+    Args:
+        before_entry: A report entry (``{"results": ..., "games": ...}``), e.g. the one before training.
+        after_entry: A later entry on the same seeds.
+        alpha: The p-value below which the change is called larger than noise.
+
+    Returns:
+        ``{mode: {opponent: {"games", "non_loss_before", "non_loss_before_low", "non_loss_before_high",
+        "non_loss_after", "non_loss_after_low", "non_loss_after_high", "b", "c", "statistic",
+        "p_value", "method", "verdict"}}}``; ``b`` counts games not lost before and lost after, ``c``
+        the reverse.
+    """
+    out: dict = {}
+    before_games = before_entry.get("games") or {}
+    for mode, by_opp in (after_entry.get("games") or {}).items():
+        for opponent, after in by_opp.items():
+            before = (before_games.get(mode) or {}).get(opponent) or {}
+            seeds = [s for s in after if s in before]
+            if not seeds:
+                continue
+            was = [bool(before[s]["non_loss"]) for s in seeds]
+            now = [bool(after[s]["non_loss"]) for s in seeds]
+            n = len(seeds)
+            row: dict = {"games": n}
+            for name, flags in (("before", was), ("after", now)):
+                row[f"non_loss_{name}"] = sum(flags) / n
+                row[f"non_loss_{name}_low"], row[f"non_loss_{name}_high"] = wilson_interval(sum(flags), n)
+            row.update(mcnemar(was, now))
+            p = row["p_value"]
+            row["verdict"] = f"larger than noise (p={p:.3g})" if p < alpha else f"within noise (p={p:.3g})"
+            out.setdefault(mode, {})[opponent] = row
+    return out
+
+
+def summary_line(mode: str, opponent: str, row: dict) -> str:
+    """One line for a :func:`compare` row: rates with intervals before -> after, and the verdict."""
+    return (
+        f"{mode} vs {opponent}: non-loss {row['non_loss_before']:.2f} "
+        f"[{row['non_loss_before_low']:.2f}, {row['non_loss_before_high']:.2f}] -> "
+        f"{row['non_loss_after']:.2f} [{row['non_loss_after_low']:.2f}, {row['non_loss_after_high']:.2f}] "
+        f"on {row['games']} matched games; McNemar ({row['method']}, b={row['b']}, c={row['c']}): "
+        f"{row['verdict']}"
+    )
 
 
 class TournamentCallback(L.Callback):
@@ -104,6 +224,10 @@ class TournamentCallback(L.Callback):
         num_envs: Games stepped together.
         exploitability: Also log the exploitability of the policy's score-mode action probabilities
             (small imperfect-information games such as Kuhn and Leduc poker; OpenSpiel's best response).
+        name: Tells two tournaments in one Trainer apart (e.g. one per game): it keys the callback's
+            state in the checkpoint, prefixes its logged metrics (``eval_<name>/...``) and its report
+            files (``reports/tournament_<name>_<label>.json``). ``None``: ``eval/...`` and
+            ``reports/tournament_<label>.json``.
     """
 
     def __init__(
@@ -118,7 +242,10 @@ class TournamentCallback(L.Callback):
         seed: int = 900_000_000,
         num_envs: int = 16,
         exploitability: bool = False,
+        name: str | None = None,
     ) -> None:
+        if name is not None and (not name or not name.replace("_", "").replace("-", "").isalnum()):
+            raise ConfigError(f"TournamentCallback: name must be letters, digits, '-' or '_'; got {name!r}")
         if every_n_epochs < 1:
             raise ConfigError(f"TournamentCallback: every_n_epochs must be >= 1, got {every_n_epochs}")
         if num_games < 1:
@@ -128,44 +255,75 @@ class TournamentCallback(L.Callback):
         self.modes = list(modes or ["score"])
         self.exploitability = exploitability
         self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
+        self.name = name
         self.history: list[dict] = []
+
+    @property
+    def state_key(self) -> str:
+        return type(self).__qualname__ if self.name is None else self._generate_state_key(name=self.name)
+
+    @property
+    def _prefix(self) -> str:
+        return "eval" if self.name is None else f"eval_{self.name}"
 
     def _tournament(self, trainer: L.Trainer) -> Tournament:
         dm = trainer.datamodule
-        env = self.env or getattr(dm, "env", None)
-        if env is None:
-            raise ConfigError("TournamentCallback: give init_args.env or use a datamodule with an env")
-        kwargs = self.env_kwargs if self.env_kwargs is not None else getattr(dm, "env_kwargs", {})
+        if self.env is None:
+            require(dm, EnvSource, "TournamentCallback without init_args.env", "a datamodule")
+        env = self.env or dm.env
+        kwargs = self.env_kwargs if self.env_kwargs is not None else dm.env_kwargs
         return Tournament(env, kwargs, self.opponents, self.num_games, self.modes, self.seed, self.num_envs)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
         tournament = self._tournament(trainer)
-        results = tournament.run(pl_module.policy)
+        # Under DDP every rank runs this hook: each plays its share of the seeds and the OutcomeRates
+        # figures are summed over ranks, so every rank holds (and rank zero logs) the all-games figures.
+        played = tournament.play(pl_module.policy)
+        results = played["results"]
         entry = {
             "label": label,
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
             "results": results,
+            "games": played["games"],  # per seed: the learner's outcome, for compare()
         }
         if self.exploitability:
             entry["exploitability"] = tournament.exploitability(pl_module.policy)
         self.history.append(entry)
         if trainer.logger is not None:
             flat = {
-                f"eval/{mode}/{opp}/{k}": v
+                f"{self._prefix}/{mode}/{opp}/{k}": v
                 for mode, by_opp in results.items()
                 for opp, metrics in by_opp.items()
                 for k, v in metrics.items()
             }
             if "exploitability" in entry:
-                flat["eval/exploitability"] = entry["exploitability"]["exploitability"]
+                flat[f"{self._prefix}/exploitability"] = entry["exploitability"]["exploitability"]
             trainer.logger.log_metrics(flat, step=trainer.global_step)
         if trainer.is_global_zero:
-            folder = Path(trainer.default_root_dir) / "reports"
-            folder.mkdir(parents=True, exist_ok=True)
-            _write_json(folder / f"tournament_{label}.json", entry)
-            _write_json(folder / "tournament_history.json", self.history)
+            write_json_atomic(self._report(trainer, label), entry)
+            write_json_atomic(self._report(trainer, "history"), self.history)
         return entry
+
+    def _report(self, trainer: L.Trainer, suffix: str) -> Path:
+        stem = "tournament" if self.name is None else f"tournament_{self.name}"
+        return Path(trainer.default_root_dir) / "reports" / f"{stem}_{suffix}.json"
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Compare the first and last evaluations game by game: one summary line per mode and
+        opponent, and ``reports/tournament_comparison.json``."""
+        if len(self.history) < 2:
+            return
+        first, last = self.history[0], self.history[-1]
+        comparison = compare(first, last)
+        for mode, by_opp in comparison.items():
+            for opponent, row in by_opp.items():
+                rank_zero_info(
+                    f"{self._prefix} {first['label']} -> {last['label']}, {summary_line(mode, opponent, row)}"
+                )
+        if trainer.is_global_zero:
+            report = {"before": first["label"], "after": last["label"], "comparison": comparison}
+            write_json_atomic(self._report(trainer, "comparison"), report)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.at_start and not any(h["label"] == "start" for h in self.history):
@@ -182,9 +340,3 @@ class TournamentCallback(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)

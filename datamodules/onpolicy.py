@@ -191,7 +191,11 @@ class OnPolicyDataModule(L.LightningDataModule):
             opponent = self._opponent_for(i)
             replay = starts[i] if i < len(starts) else None
             seed = int(replay["seed"]) if replay else base + i
-            options = {"history": list(replay["history"])} if replay else {}
+            options = {}
+            if replay:
+                options["history"] = list(replay["history"])
+                if replay.get("learner_seat") is not None and opponent != "self":
+                    options["learner_seat"] = int(replay["learner_seat"])  # replay from the same side
             repeats = self.group_size if self.grouping == "start" else 1
             for _ in range(repeats):
                 plan.append({"seed": seed, "opponent": opponent, "options": options, "group": f"start:{i}"})

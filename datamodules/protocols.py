@@ -58,8 +58,9 @@ class ReplayData(Protocol):
 
     def set_starts(self, starts: list[dict]) -> None:
         """Start that many of the next rollout's games from these states, each
-        ``{"env": env id, "seed": int, "history": [OpenSpiel action ids]}`` (played with
-        ``reset(seed=seed, options={"history": history})``); the other games start fresh."""
+        ``{"env": env id, "seed": int, "history": [OpenSpiel action ids], "learner_seat": int | None}``
+        (played with ``reset(seed=seed, options={"history": history, "learner_seat": learner_seat})``,
+        so the learner replays from the side it failed on); the other games start fresh."""
 
 
 @runtime_checkable

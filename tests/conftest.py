@@ -50,19 +50,28 @@ def tiny_policy(tiny_model_dir):
     return Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
 
 
+#: Sizes a shipped config is shrunk to for tests (a key is changed only where the config has it).
+TINY_SIZES = {
+    "data": {"num_episodes": 6, "num_envs": 6, "batch_size": 4, "group_size": 2},
+    "callback": {"num_games": 4, "every_n_epochs": 1},
+}
+
+
 def _tiny_config(tmp_path: Path, model_dir: str, name: str = "quickstart.yaml") -> tuple[Path, Path]:
-    """The shipped config with only its sizes shrunk and the tiny model swapped in."""
+    """A shipped config with only its sizes shrunk and the tiny model swapped in. It assumes no
+    particular layout beyond LightningCLI's: whatever model, datamodule and callbacks it names."""
     cfg = yaml.safe_load((ROOT / "configs" / name).read_text())
     run = tmp_path / "run"
-    cfg["trainer"]["default_root_dir"] = str(run)
-    cfg["model"]["init_args"]["policy"].update(model=model_dir, dtype="float32", lora_r=4, lora_alpha=8)
-    data = cfg["data"]["init_args"]
-    data.update(num_episodes=6, num_envs=6, batch_size=4)
-    for cb in cfg["trainer"].get("callbacks", []):
-        if cb["class_path"].endswith("TournamentCallback"):
-            cb["init_args"].update(num_games=4, opponents=["random"], every_n_epochs=1)
-        if cb["class_path"].endswith("IterativeRegeneration"):
-            cb["init_args"]["every_n_epochs"] = 1
+    cfg.setdefault("trainer", {})["default_root_dir"] = str(run)
+    model_args = cfg["model"].get("init_args", {})
+    model_args.setdefault("policy", {}).update(model=model_dir, dtype="float32", lora_r=4, lora_alpha=8)
+    data_args = cfg.get("data", {}).get("init_args", {})
+    data_args.update({k: v for k, v in TINY_SIZES["data"].items() if k in data_args or k != "group_size"})
+    for cb in cfg["trainer"].get("callbacks", []) or []:
+        args = cb.setdefault("init_args", {})
+        args.update({k: v for k, v in TINY_SIZES["callback"].items() if k in args})
+        if "opponents" in args:
+            args["opponents"] = args["opponents"][:1]
     path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg))
     return path, run

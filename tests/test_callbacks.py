@@ -1,8 +1,14 @@
 """Callback logic as plain classes, without a Trainer."""
 
+import json
+import logging
+from types import SimpleNamespace
+
 import pytest
 
-from callbacks import IterationSchedule, Tournament
+from callbacks import IterationSchedule, Tournament, TournamentCallback
+from callbacks.tournament import compare
+from datamodules.metrics import wilson_interval
 from modules.errors import ConfigError
 
 
@@ -37,12 +43,25 @@ def test_iteration_schedule_rejects_bad_period():
 
 def test_tournament_alternates_seats_and_is_reproducible(tiny_policy):
     t = Tournament("lightspiel/TicTacToe-v0", {}, ["random", "minimax"], num_games=6, num_envs=3)
-    first = t.run(tiny_policy)["score"]
+    played = t.play(tiny_policy)
+    first = played["results"]["score"]
     assert set(first) == {"random", "minimax"}
-    for metrics in first.values():
+    for opponent, metrics in first.items():
         assert metrics["episodes"] == 6
         assert metrics["win_rate"] + metrics["draw_rate"] + metrics["loss_rate"] == pytest.approx(1)
         assert {"seat0_non_loss_rate", "seat1_non_loss_rate"} <= set(metrics)
+        # Every rate carries its Wilson interval (the report and the logger get these keys).
+        for rate in ("win_rate", "draw_rate", "loss_rate", "non_loss_rate"):
+            wins = round(metrics[rate] * 6)
+            assert (metrics[f"{rate}_low"], metrics[f"{rate}_high"]) == wilson_interval(wins, 6)
+        per_turn = ("parse_rate", "illegal_rate", "rule_random_rate", "rule_retry_rate", "rule_forfeit_rate")
+        assert all(f"{r}_low" in metrics and f"{r}_high" in metrics for r in per_turn)
+        assert {"mean_return_low", "mean_return_high", "seat1_non_loss_rate_low"} <= set(metrics)
+        # The per-game outcomes, by seed, agree with the rates; seats alternate.
+        games = played["games"]["score"][opponent]
+        assert list(games) == [str(900_000_000 + i) for i in range(6)]
+        assert [g["seat"] for g in games.values()] == [0, 1, 0, 1, 0, 1]
+        assert sum(g["non_loss"] for g in games.values()) / 6 == metrics["non_loss_rate"]
     assert first["minimax"]["win_rate"] == 0.0  # nobody beats exact play
     second = t.run(tiny_policy)["score"]
     drop = ("games_per_s",)
@@ -84,3 +103,61 @@ def test_llm_exploitability_on_kuhn_poker(tiny_policy):
     tiny_policy.temperature = 1.0
     sharp = t.exploitability(tiny_policy)["exploitability"]
     assert sharp >= 0 and sharp != pytest.approx(uniform, abs=1e-4)
+
+
+def _entry(label: str, outcomes: dict[str, list[bool]]) -> dict:
+    """A hand-built report entry: per opponent, non-loss per seed 0, 1, 2, ..."""
+    return {
+        "label": label,
+        "results": {},
+        "games": {
+            "score": {
+                opp: {str(s): {"seat": s % 2, "non_loss": ok, "return": 0.0} for s, ok in enumerate(flags)}
+                for opp, flags in outcomes.items()
+            }
+        },
+    }
+
+
+def test_compare_runs_mcnemar_on_games_matched_by_seed():
+    # vs random: 30 games, 2 went from non-loss to loss (b), 9 the other way (c), 19 unchanged;
+    # the after entry also played seed 30, which the before entry did not: it is left out.
+    before = {"random": [True] * 2 + [False] * 9 + [True] * 12 + [False] * 7}
+    after = {"random": [False] * 2 + [True] * 9 + [True] * 12 + [False] * 7 + [True]}
+    # vs minimax: b=5, c=25 of 40 (chi-square branch).
+    before["minimax"] = [True] * 5 + [False] * 25 + [False] * 10
+    after["minimax"] = [False] * 5 + [True] * 25 + [False] * 10
+    got = compare(_entry("start", before), _entry("epoch004", after))["score"]
+    rnd = got["random"]
+    assert (rnd["games"], rnd["b"], rnd["c"], rnd["method"]) == (30, 2, 9, "exact")
+    assert (rnd["non_loss_before"], rnd["non_loss_after"]) == pytest.approx((14 / 30, 21 / 30))
+    assert (rnd["non_loss_after_low"], rnd["non_loss_after_high"]) == wilson_interval(21, 30)
+    # 2 * (C(11,0) + C(11,1) + C(11,2)) / 2^11 = 134 / 2048 = 0.0654296875: not below 0.05.
+    assert rnd["p_value"] == pytest.approx(0.0654296875)
+    assert rnd["verdict"] == "within noise (p=0.0654)"
+    mm = got["minimax"]
+    # (|5 - 25| - 1)^2 / 30 = 361 / 30 = 12.0333; P(chi2_1 > 12.0333) = erfc(sqrt(6.01667)) = 0.000522575.
+    assert (mm["b"], mm["c"], mm["method"]) == (5, 25, "chi2")
+    assert mm["statistic"] == pytest.approx(361 / 30)
+    assert mm["p_value"] == pytest.approx(0.000522575, rel=1e-5)
+    assert mm["verdict"] == "larger than noise (p=0.000523)"
+    assert compare({"label": "old", "results": {}}, _entry("new", after)) == {}  # no per-game outcomes
+
+
+def test_callback_prints_and_writes_the_comparison_at_fit_end(tmp_path, caplog):
+    cb = TournamentCallback(opponents=["random"])
+    cb.history = [
+        _entry("start", {"random": [False] * 10 + [True] * 10}),
+        _entry("epoch001", {"random": [True] * 20}),
+    ]
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path), is_global_zero=True)
+    with caplog.at_level(logging.INFO):
+        cb.on_fit_end(trainer, None)
+    # 10 games changed, all to non-loss: exact p = 2 / 2^10 = 0.00195.
+    assert (
+        "eval start -> epoch001, score vs random: non-loss 0.50 [0.30, 0.70] -> 1.00 [0.84, 1.00] on 20 "
+        "matched games; McNemar (exact, b=0, c=10): larger than noise (p=0.00195)"
+    ) in caplog.text
+    report = json.loads((tmp_path / "reports" / "tournament_comparison.json").read_text())
+    assert (report["before"], report["after"]) == ("start", "epoch001")
+    assert report["comparison"]["score"]["random"]["p_value"] == pytest.approx(2 / 1024)

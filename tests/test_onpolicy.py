@@ -1,0 +1,209 @@
+"""Seats and players in the rollout engine, on-policy rows, PPO and GRPO on a tiny model."""
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+import torch
+import yaml
+
+from cli import cli_main
+from datamodules import AgentPlayer, OnPolicyDataModule, PolicyPlayer, RolloutEngine
+from datamodules.batching import GroupBatchSampler
+from datamodules.onpolicy import episode_rows
+from datamodules.players import seats_for
+from datamodules.records import Episode, Turn, atomic_open
+from modules.errors import ConfigError
+
+ENV = "lightspiel/TicTacToe-v0"
+
+
+@dataclass
+class _Answer:
+    text: str
+    index: int | None = None
+    logp: float | None = None
+
+
+class Scripted:
+    """A policy that answers every prompt with the same text, and remembers what it was shown."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.seen = text, []
+
+    def act(self, observations, mode="generate", greedy=False, temperature=None):
+        self.seen += observations
+        return [_Answer(self.text) for _ in observations]
+
+
+def test_records_and_errors_import_without_torch_or_lightning():
+    code = (
+        "import sys; import datamodules.records, datamodules.protocols, modules.errors, modules.modes; "
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_open(path) as fh:
+        fh.write("half of the new")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_unparsable_answers_are_counted_and_resolved_by_the_env_rule():
+    """Every answer of this player is unparsable: each counts as unparsed and illegal, the env's
+    'random' rule plays for it, and the games still finish."""
+    engine = RolloutEngine(ENV, {"opponent": "random", "illegal_rule": "random"}, num_envs=3)
+    result = engine.play(Scripted("I would rather not say"), seeds=[1, 2, 3], mode="generate", progress=None)
+    turns = [t for e in result.episodes for t in e.turns]
+    assert len(result.episodes) == 3 and len(turns) >= 9  # a learner moves at least 3 times a game
+    assert all(t.outcome == "unparsed" and t.rule == "random" and t.action is not None for t in turns)
+    m = result.metrics
+    assert (m["parse_rate"], m["illegal_rate"], m["rule_random_rate"]) == (0.0, 1.0, 1.0)
+    legal = RolloutEngine(ENV, {"opponent": "random"}, num_envs=3).play(
+        Scripted("5"), seeds=[1, 2, 3], mode="generate", progress=None
+    )
+    # "5" is legal on the learner's first move only when the opponent has not taken the centre.
+    firsts = [e.turns[0] for e in legal.episodes]
+    assert all(t.parsed for t in firsts) and any(t.legal and t.action == 4 for t in firsts)
+
+
+def test_seated_players_each_see_only_their_seats_and_agents_are_not_training_data(tiny_policy):
+    learner = PolicyPlayer(tiny_policy)
+    engine = RolloutEngine(ENV, num_envs=4)
+    result = engine.play(
+        None,
+        seeds=list(range(6)),
+        mode="score",
+        greedy=True,
+        seats=lambda g: seats_for([learner, AgentPlayer("minimax")], g),
+        progress=None,
+    )
+    assert [e.learner_seat for e in result.episodes] == [0, 1] * 3
+    assert [e.players for e in result.episodes] == [["learner", "minimax"], ["minimax", "learner"]] * 3
+    for e in result.episodes:
+        assert e.opponent == "minimax"
+        assert {t.seat for t in e.turns if t.learner} == {e.learner_seat}
+        assert {t.player for t in e.turns if not t.learner} == {"minimax"}
+        assert e.returns[e.learner_seat] <= 0  # nobody beats exact play
+    # Two language-model players: each act call carries only its own seat's observations.
+    a, b = Scripted("1"), Scripted("9")
+    engine.play(
+        None,
+        seeds=[0, 1],
+        seats=lambda g: [PolicyPlayer(a, "a"), PolicyPlayer(b, "b", learner=False)],
+        mode="generate",
+        progress=None,
+    )
+    assert a.seen and b.seen
+    assert {o["seat"] for o in a.seen} == {0} and {o["seat"] for o in b.seen} == {1}
+
+
+def test_rows_carry_each_seats_return_minus_penalties():
+    """Seat 0 answers illegally once (penalty 1) and wins (+1); seat 1 loses (-1)."""
+
+    def turn(seat, reward, legal=True):
+        return Turn(seat, "p", ["1"], "x", 0, "1", legal, legal, "ok" if legal else "illegal", None, [], reward)
+
+    ep = Episode(
+        "e", "tic_tac_toe", ENV, 0, "self", -1,
+        [turn(0, -1.0, legal=False), turn(1, 0.0), turn(0, 1.0), turn(1, 0.0)],
+        returns=[1.0, -1.0], penalties=[1.0, 0.0],
+    )  # fmt: skip
+    rows = episode_rows(ep, "g")
+    by_seat = {s: [r for r in rows if r["seat"] == s] for s in (0, 1)}
+    # Seat 0: -1 (penalty), then +1 (its winning move): 0 = 1 - 1. Seat 1: 0 then the loss on its last turn.
+    assert [r["reward"] for r in by_seat[0]] == [-1.0, 1.0]
+    assert [r["reward"] for r in by_seat[1]] == [0.0, -1.0]
+    assert {r["outcome"] for r in by_seat[0]} == {0.0} and {r["outcome"] for r in by_seat[1]} == {-1.0}
+    assert [r["last"] for r in by_seat[1]] == [False, True]
+
+
+def test_a_group_never_straddles_two_batches():
+    keys = ["a"] * 3 + ["b"] * 5 + ["c"] * 2 + ["d"]
+    sampler = GroupBatchSampler(keys, batch_size=4, passes=2)
+    batches = list(sampler)
+    # Per pass: a (3 rows) is short of 4, so b joins it (8 rows); c and d make the last batch (3 rows).
+    assert len(batches) == len(sampler) == 4
+    assert sorted(sorted({keys[i] for i in b}) for b in batches) == [["a", "b"]] * 2 + [["c", "d"]] * 2
+    for batch in batches:
+        groups = {keys[i] for i in batch}
+        for g in groups:
+            assert {i for i, k in enumerate(keys) if k == g} <= set(batch)
+    assert sorted(i for b in batches for i in b) == sorted(list(range(len(keys))) * 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"grouping": "gme"}, "did you mean 'game'"),
+        ({"mode": "generat"}, "did you mean 'generate'"),
+        ({"ppo_epochs": 0}, "--data.ppo_epochs"),
+        ({"env": "lightspiel/TicTacToo-v0"}, "did you mean 'lightspiel/TicTacToe-v0'"),
+    ],
+)
+def test_bad_onpolicy_options_are_named(kwargs, option):
+    with pytest.raises(ConfigError, match=option):
+        OnPolicyDataModule(**{"env": ENV, **kwargs})
+
+
+def _fit_config(tmp_path, tiny_config, name, **data):
+    cfg, run = tiny_config(tmp_path, name)
+    config = yaml.safe_load(cfg.read_text())
+    config["data"]["init_args"].update(data)
+    cfg.write_text(yaml.safe_dump(config))
+    return cfg, run
+
+
+def test_ppo_fit_trains_adapter_and_value_head_only(tmp_path, tiny_config, tiny_model_dir):
+    cfg, run = _fit_config(tmp_path, tiny_config, "openspiel_ppo_curriculum.yaml", num_episodes=4)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1"])
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    state = ckpt["state_dict"]
+    head = {k for k in state if "value_head" in k}
+    assert head == {"policy.value_head.weight", "policy.value_head.bias"}
+    assert all(".lora_" in k for k in set(state) - head)  # no frozen base weight in the checkpoint
+    from modules.policy import Policy
+
+    torch.manual_seed(0)
+    fresh = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
+    fresh.add_value_head()
+    before = dict(fresh.named_parameters())
+    changed = [k for k in state if not torch.equal(state[k], before[k.removeprefix("policy.")].detach())]
+    assert any("value_head" in k for k in changed) and any("lora_B" in k for k in changed)
+    episodes = [json.loads(x) for x in (run / "iter_000" / "episodes.jsonl").read_text().splitlines()]
+    learner_turns = [t for e in episodes for t in e["turns"] if t["learner"]]
+    assert len(episodes) == 4 and learner_turns
+    assert all(t["completion_ids"] and len(t["token_logps"]) == len(t["completion_ids"]) for t in learner_turns)
+    assert all(t["value"] is not None for t in learner_turns)
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_grpo_with_a_shared_reward_grouped_by_game_warns_and_learns_nothing(tmp_path, tiny_config):
+    """Seed 001 as written: a cooperative game, both seats in one group with the same reward."""
+    cfg, run = _fit_config(
+        tmp_path,
+        tiny_config,
+        "openspiel_ppo_curriculum.yaml",
+        env="lightspiel/LewisSignaling-v0",
+        env_kwargs={"illegal_rule": "random", "illegal_penalty": 0.0},
+        opponents=["self"],
+        grouping="game",
+        num_episodes=4,
+    )
+    config = yaml.safe_load(cfg.read_text())
+    config["model"] = {
+        "class_path": "modules.GRPO",
+        "init_args": {"policy": config["model"]["init_args"]["policy"], "advantage": "group"},
+    }
+    config["trainer"]["callbacks"] = []
+    cfg.write_text(yaml.safe_dump(config))
+    with pytest.warns(UserWarning, match="all-equal rewards"):
+        cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    assert (run / "checkpoints" / "last.ckpt").exists()
