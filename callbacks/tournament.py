@@ -34,7 +34,9 @@ class Tournament:
     Args:
         env: Gymnasium id.
         env_kwargs: Env options; ``opponent`` is set per match.
-        opponents: Opponent names the env understands (random, mcts, minimax, heuristic).
+        opponents: Opponent names the env understands (random, mcts, minimax, heuristic), or
+            ``self``: the policy plays every seat (in a cooperative game, ``win_rate`` is then the
+            self-play success rate: the shared reward was earned).
         num_games: Games per opponent and mode (half in each seat for two-player games).
         modes: Acting modes to evaluate: ``score``, ``constrained``, ``generate``.
         seed: First seed; seeds ``seed .. seed + num_games - 1`` are used, apart from training's.
@@ -114,7 +116,8 @@ class Tournament:
             [self.seed + i for i in mine],
             mode=mode,
             greedy=True,
-            reset_options=lambda k: _alternate_seats(mine[k]),  # seats follow the global game index
+            # Seats follow the global game index; in self-play the learner holds every seat.
+            reset_options=None if opponent == "self" else lambda k: _alternate_seats(mine[k]),
             progress=f"tournament ({mode}) vs {opponent}",
         )
         seconds = time.perf_counter() - start

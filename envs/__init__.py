@@ -1,67 +1,71 @@
 """Text environments over OpenSpiel games, their renderers, and non-LLM agents.
 
 Importing this package registers the Gymnasium ids in :data:`REGISTERED_IDS` (and lightspiel's own
-OpenSpiel games, see :mod:`envs.games`)::
+OpenSpiel games, see :mod:`envs.games.repeated_poker`)::
 
     gymnasium.make("lightspiel/TicTacToe-v0", opponent="minimax")
     gymnasium.make("lightspiel/KuhnPoker-v0", opponent="heuristic")
     gymnasium.make("lightspiel/OpenSpiel-v0", game="breakthrough(rows=6,columns=6)")
 
-docs/games.md describes every registered game: prompt, answer formats, rewards and opponents.
+Layout: one module per game under :mod:`envs.games` (renderer, heuristic, registration), collected
+by :mod:`envs.registry`; :mod:`envs.core` (loading games, rebuilding states, what a seat is shown);
+:mod:`envs.text_env` (the Gymnasium env); :mod:`envs.agents` (opponents); :mod:`envs.oracles`
+(action values); :mod:`envs.contract` (what every lightspiel env keeps). docs/games.md describes
+every registered game: prompt, answer formats, rewards and opponents.
 """
 
 from __future__ import annotations
 
-import gymnasium
-
 from envs.agents import (
     AGENT_NAMES,
-    HEURISTIC_GAMES,
     Agent,
     HeuristicAgent,
     MCTSAgent,
     MinimaxAgent,
     RandomAgent,
+    make_agent,
+)
+from envs.contract import check_env_contract
+from envs.core import ACTION_CHARSET, CHARSET, load_game, observe, renderer_for, state_from_history
+from envs.games.base import INVALID_ACTION, GameSpec, Renderer
+from envs.games.breakthrough import BreakthroughRenderer
+from envs.games.connect_four import ConnectFourRenderer
+from envs.games.generic import GenericRenderer
+from envs.games.kuhn_poker import KuhnPokerRenderer
+from envs.games.leduc_poker import LeducPokerRenderer
+from envs.games.lewis_signaling import LewisSignalingRenderer
+from envs.games.liars_dice import LiarsDiceRenderer
+from envs.games.repeated_poker import (
+    REPEATED_POKER,
+    RepeatedPokerGame,
+    RepeatedPokerRenderer,
+    RepeatedPokerState,
+)
+from envs.games.tic_tac_toe import TicTacToeRenderer
+from envs.oracles import (
     SearchTooLargeError,
     action_values,
     clear_minimax_cache,
-    make_agent,
     mcts_action_values,
     sample_determinization,
 )
-from envs.games import REPEATED_POKER, RepeatedPokerGame, RepeatedPokerState
-from envs.renderers import (
-    INVALID_ACTION,
+from envs.registry import (
+    GAME_IDS,
+    GAMES,
+    HEURISTIC_GAMES,
+    REGISTERED_IDS,
     RENDERERS,
-    BreakthroughRenderer,
-    ConnectFourRenderer,
-    GenericRenderer,
-    KuhnPokerRenderer,
-    LeducPokerRenderer,
-    LewisSignalingRenderer,
-    LiarsDiceRenderer,
-    Renderer,
-    RepeatedPokerRenderer,
-    TicTacToeRenderer,
-    renderer_for,
+    env_kwargs,
+    register_gymnasium_ids,
 )
-from envs.text_env import (
-    ACTION_CHARSET,
-    CHARSET,
-    COOPERATIVE_GAMES,
-    ILLEGAL_RULES,
-    OPPONENTS,
-    OpenSpielTextEnv,
-    load_game,
-    observe,
-    state_from_history,
-)
+from envs.text_env import COOPERATIVE_GAMES, ILLEGAL_RULES, OPPONENTS, OpenSpielTextEnv
 
 __all__ = [
     "ACTION_CHARSET",
     "AGENT_NAMES",
     "CHARSET",
     "COOPERATIVE_GAMES",
+    "GAMES",
     "GAME_IDS",
     "HEURISTIC_GAMES",
     "ILLEGAL_RULES",
@@ -73,6 +77,7 @@ __all__ = [
     "Agent",
     "BreakthroughRenderer",
     "ConnectFourRenderer",
+    "GameSpec",
     "GenericRenderer",
     "HeuristicAgent",
     "KuhnPokerRenderer",
@@ -90,6 +95,7 @@ __all__ = [
     "SearchTooLargeError",
     "TicTacToeRenderer",
     "action_values",
+    "check_env_contract",
     "clear_minimax_cache",
     "env_kwargs",
     "load_game",
@@ -101,35 +107,4 @@ __all__ = [
     "state_from_history",
 ]
 
-_ENTRY_POINT = "envs.text_env:OpenSpielTextEnv"
-
-#: Gymnasium id -> default constructor kwargs (any of them can be overridden in ``gymnasium.make``).
-_ENVS: dict[str, dict[str, str]] = {
-    "lightspiel/TicTacToe-v0": {"game": "tic_tac_toe"},
-    "lightspiel/OpenSpiel-v0": {},  # the caller passes game=...
-    "lightspiel/ConnectFour-v0": {"game": "connect_four"},
-    "lightspiel/KuhnPoker-v0": {"game": "kuhn_poker"},
-    "lightspiel/LeducPoker-v0": {"game": "leduc_poker"},
-    "lightspiel/RepeatedPoker-v0": {"game": f"{REPEATED_POKER}(base=kuhn_poker,rounds=5)"},
-    "lightspiel/LiarsDice-v0": {"game": "liars_dice"},
-    "lightspiel/LewisSignaling-v0": {"game": "lewis_signaling", "opponent": "self"},
-    "lightspiel/Breakthrough-v0": {"game": "breakthrough(rows=6,columns=6)"},
-}
-
-#: Every Gymnasium id this package registers.
-REGISTERED_IDS: list[str] = list(_ENVS)
-
-#: Registered id -> its default game string (every id but ``lightspiel/OpenSpiel-v0``).
-GAME_IDS: dict[str, str] = {env_id: kw["game"] for env_id, kw in _ENVS.items() if "game" in kw}
-
-
-def env_kwargs(env_id: str) -> dict[str, str]:
-    """The default constructor kwargs of a registered id (a copy)."""
-    if env_id not in _ENVS:
-        raise ValueError(f"unknown env id {env_id!r}; registered: {', '.join(REGISTERED_IDS)}")
-    return dict(_ENVS[env_id])
-
-
-for _env_id, _kwargs in _ENVS.items():
-    if _env_id not in gymnasium.registry:
-        gymnasium.register(_env_id, entry_point=_ENTRY_POINT, kwargs=dict(_kwargs))
+register_gymnasium_ids()

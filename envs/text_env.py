@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
 import math
-import string
 from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
@@ -13,36 +10,28 @@ import numpy as np
 import pyspiel
 from gymnasium import spaces
 
-from envs import games as _games  # noqa: F401  (registers lightspiel's own OpenSpiel games)
 from envs.agents import AGENT_NAMES, Agent, make_agent
-from envs.renderers import INVALID_ACTION, Renderer, renderer_for
+from envs.contract import RESET_OPTIONS
+from envs.core import (
+    ACTION_CHARSET,
+    CHARSET,
+    MAX_ACTION_TEXT_CHARS,
+    MAX_ANSWER_CHARS,
+    MAX_PROMPT_CHARS,
+    clean,
+    load_game,
+    observe,
+    renderer_for,
+    state_from_history,
+)
+from envs.games.base import INVALID_ACTION, Renderer
 
 __all__ = [
-    "ACTION_CHARSET",
-    "CHARSET",
-    "ILLEGAL_RULES",
-    "MAX_ACTION_TEXT_CHARS",
-    "MAX_ANSWER_CHARS",
-    "MAX_PROMPT_CHARS",
     "COOPERATIVE_GAMES",
+    "ILLEGAL_RULES",
     "OPPONENTS",
     "OpenSpielTextEnv",
-    "load_game",
-    "observe",
-    "state_from_history",
 ]
-
-#: Characters that may appear in prompts and action strings: printable ASCII plus newline.
-#: Any other character coming out of a renderer is replaced (tab -> space, others -> ``?``).
-CHARSET: str = "".join(chr(c) for c in range(0x20, 0x7F)) + "\n"
-#: Characters of the declared action space: printable ASCII plus whitespace (``step`` accepts any
-#: ``str`` regardless).
-ACTION_CHARSET: str = string.printable
-
-MAX_PROMPT_CHARS: int = 8192
-MAX_ACTION_TEXT_CHARS: int = 256
-#: ``step`` hands at most this many leading characters of a text answer to the renderer.
-MAX_ANSWER_CHARS: int = 4096
 
 ILLEGAL_RULES: tuple[str, ...] = ("random", "forfeit", "retry")
 OPPONENTS: tuple[str, ...] = (*AGENT_NAMES, "self")
@@ -50,128 +39,9 @@ OPPONENTS: tuple[str, ...] = (*AGENT_NAMES, "self")
 #: Games whose seats always share one reward (besides those OpenSpiel marks ``IDENTICAL``).
 COOPERATIVE_GAMES: tuple[str, ...] = ("lewis_signaling", "trade_comm")
 
-_CHARSET_SET = frozenset(CHARSET)
-
-
-def _clean(text: str, limit: int) -> str:
-    """Force ``text`` into :data:`CHARSET` and at most ``limit`` characters."""
-    if not all(c in _CHARSET_SET for c in text):
-        text = "".join(
-            c if c in _CHARSET_SET else (" " if c == "\t" else "?") for c in text.replace("\r", "")
-        )
-    return text[:limit]
-
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _parameter_help(name: str) -> str:
-    """``"rows (int, default 8), columns (int, default 8)"`` for a registered game name."""
-    for game_type in pyspiel.registered_games():
-        if game_type.short_name == name:
-            spec = game_type.parameter_specification
-            if not spec:
-                return f"{name} takes no parameters"
-            items = [
-                f"{key} ({type(value).__name__}, default {value!r})" for key, value in sorted(spec.items())
-            ]
-            return f"{name} takes: {', '.join(items)}"
-    return f"no parameter list found for {name}"
-
-
-@functools.lru_cache(maxsize=128)
-def load_game(game: str) -> pyspiel.Game:
-    """Load (and cache) an OpenSpiel game from its game string, e.g. ``"connect_four"`` or
-    ``"breakthrough(rows=6,columns=6)"``.
-
-    Args:
-        game: An OpenSpiel game string (any registered game, lightspiel's own included).
-
-    Returns:
-        The loaded game.
-
-    Raises:
-        ValueError: Unknown game name (the message names the string and lists close registered
-            names, or all of them), or parameters OpenSpiel rejects (the message names the string,
-            says what was wrong and lists the game's parameters with their types and defaults).
-    """
-    if not isinstance(game, str):
-        raise ValueError(f"game must be an OpenSpiel game string, got {game!r}")
-    name = game.split("(", 1)[0].strip()
-    registered = pyspiel.registered_names()
-    if name not in registered:
-        close = difflib.get_close_matches(name, registered, n=5, cutoff=0.5)
-        if close:
-            hint = f"did you mean {', '.join(repr(c) for c in close)}?"
-        else:
-            hint = f"OpenSpiel offers: {', '.join(sorted(registered))}"
-        raise ValueError(f"unknown OpenSpiel game {game!r}; {hint}")
-    try:
-        return pyspiel.load_game(game.strip())
-    except Exception as err:  # SpielError, ValueError, IndexError (nfg_game), ...
-        reason = " ".join(str(err).split())
-        raise ValueError(f"cannot load OpenSpiel game {game!r}: {reason}. {_parameter_help(name)}") from err
-
-
-def state_from_history(game: str, history: list[int]) -> pyspiel.State:
-    """Rebuild a state by replaying ``history`` (e.g. ``info["history"]``) from the initial state.
-
-    At a simultaneous-move node the next ``num_players`` entries are the joint action (OpenSpiel's
-    ``state.history()`` lists one action per player there).
-
-    Args:
-        game: The OpenSpiel game string (e.g. ``info["game"]``).
-        history: Action ids as returned by ``state.history()``.
-
-    Returns:
-        A fresh ``pyspiel.State``.
-
-    Raises:
-        ValueError: Unknown game, or an action that is not legal where it is replayed.
-    """
-    state = load_game(game).new_initial_state()
-    players = state.get_game().num_players()
-    i = 0
-    while i < len(history):
-        try:
-            if state.is_simultaneous_node():
-                joint = [int(a) for a in history[i : i + players]]
-                if len(joint) < players:
-                    raise ValueError(f"history ends inside a joint action at position {i} of {game!r}")
-                state.apply_actions(joint)
-                i += players
-            else:
-                state.apply_action(int(history[i]))
-                i += 1
-        except pyspiel.SpielError as err:
-            raise ValueError(
-                f"cannot replay action {history[i]!r} at position {i} of {game!r}: {err}"
-            ) from err
-    return state
-
-
-def observe(
-    state: pyspiel.State, seat: int, renderer: Renderer | None = None
-) -> tuple[str, list[int], tuple[str, ...]]:
-    """What the environment shows ``seat`` at a decision state: exactly its ``prompt`` and
-    ``legal_actions`` (cleaned and capped as in observations), plus the legal action ids.
-
-    Args:
-        state: A state where ``seat`` has to move.
-        seat: The seat.
-        renderer: The renderer to use (default: ``renderer_for(state.get_game())``).
-
-    Returns:
-        ``(prompt, legal action ids, legal action texts)``.
-    """
-    renderer = renderer_for(state.get_game()) if renderer is None else renderer
-    legal = [int(a) for a in state.legal_actions(seat)]
-    texts = []
-    for a in legal:
-        text = _clean(renderer.action_text(state, seat, a), MAX_ACTION_TEXT_CHARS)
-        texts.append(text or str(a))
-    return _clean(renderer.prompt(state, seat), MAX_PROMPT_CHARS), legal, tuple(texts)
 
 
 class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
@@ -179,7 +49,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
 
     ## Description
     Any OpenSpiel game (``pyspiel.load_game(game)``; lightspiel's own games in :mod:`envs.games`
-    too) rendered as text by a game-specific :class:`~envs.renderers.Renderer` (a generic one built
+    too) rendered as text by a game-specific :class:`~envs.games.base.Renderer` (a generic one built
     from OpenSpiel's own observation / information-state and action strings for games without a
     dedicated renderer). Sequential and simultaneous-move games, chance nodes and any number of
     players are supported. The learner occupies one seat and a built-in opponent agent plays all
@@ -239,7 +109,11 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
 
     ## Arguments
     See ``__init__``. ``reset(options={"learner_seat": k})`` fixes the learner's seat for one
-    episode.
+    episode; ``reset(options={"history": [...]})`` starts from a saved OpenSpiel action history
+    (e.g. an earlier ``info["history"]``) instead of the initial state.
+
+    The keys and options above are the env contract every lightspiel env keeps: see
+    :mod:`envs.contract`.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
@@ -263,7 +137,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
             game: OpenSpiel game string, e.g. ``"tic_tac_toe"``, ``"kuhn_poker(players=3)"`` or
                 ``"breakthrough(rows=6,columns=6)"``.
             opponent: Who plays the other seats: ``"random"``, ``"mcts"``, ``"minimax"``,
-                ``"heuristic"`` (games in :data:`~envs.agents.HEURISTIC_GAMES`) or ``"self"`` (the
+                ``"heuristic"`` (games in :data:`~envs.registry.HEURISTIC_GAMES`) or ``"self"`` (the
                 learner plays every seat).
             learner_seat: The learner's seat; ``None`` draws it uniformly at each reset. Must be
                 ``None`` in self-play.
@@ -290,6 +164,22 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         self.opponent = opponent
         self.self_play = opponent == "self"
         self.learner_seat = self._check_seat(learner_seat, "learner_seat")
+        self._set_rules(illegal_rule, illegal_penalty, max_retries)
+        self._set_limits(mcts_simulations, mcts_determinizations, max_turns, render_mode)
+        self.cooperative = self._check_game()
+        self.renderer: Renderer = renderer_for(self.game)
+        self.opponent_agent: Agent | None = None if self.self_play else self._make_opponent()
+        self.observation_space, self.action_space = self._spaces()
+        self._state: pyspiel.State | None = None
+        self._learner, self._last_seat, self._done = -1, 0, False
+        self._legal: list[int] = []
+        self._legal_texts: tuple[str, ...] = ()
+        self._clear_episode()
+
+    # ------------------------------------------------------------------ validation helpers
+
+    def _set_rules(self, illegal_rule: Any, illegal_penalty: Any, max_retries: Any) -> None:
+        """Validate and store the illegal-answer rule, its penalty and the retries allowed."""
         if illegal_rule not in ILLEGAL_RULES:
             raise ValueError(f"illegal_rule must be one of {', '.join(ILLEGAL_RULES)}; got {illegal_rule!r}")
         self.illegal_rule = illegal_rule
@@ -301,6 +191,11 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         if not _is_int(max_retries) or max_retries < 0:
             raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}")
         self.max_retries = int(max_retries)
+
+    def _set_limits(
+        self, mcts_simulations: Any, mcts_determinizations: Any, max_turns: Any, render_mode: Any
+    ) -> None:
+        """Validate and store the MCTS opponent's settings, ``max_turns`` and ``render_mode``."""
         if not _is_int(mcts_simulations) or mcts_simulations < 1:
             raise ValueError(f"mcts_simulations must be an int >= 1; got {mcts_simulations!r}")
         self.mcts_simulations = int(mcts_simulations)
@@ -316,39 +211,42 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
                 f"got {render_mode!r}"
             )
         self.render_mode = render_mode
+
+    def _check_game(self) -> bool:
+        """Raise ``ValueError`` for a game that cannot be played as text; return whether it is
+        cooperative (every seat shares one reward)."""
         game_type = self.game.get_type()
         if game_type.dynamics not in (
             pyspiel.GameType.Dynamics.SEQUENTIAL,
             pyspiel.GameType.Dynamics.SIMULTANEOUS,
         ):
             raise ValueError(
-                f"{game!r} is a {game_type.dynamics.name} game; only sequential and simultaneous-move "
-                "games can be played as text"
+                f"{self.game_name!r} is a {game_type.dynamics.name} game; only sequential and "
+                "simultaneous-move games can be played as text"
             )
         probe = self.game.new_initial_state()
         if not (probe.is_terminal() or probe.is_chance_node() or probe.is_simultaneous_node()):
             try:
                 probe.legal_actions()
             except pyspiel.SpielError as err:
-                raise ValueError(f"{game!r} cannot be played as text: {err}") from err
-        self.cooperative = (
+                raise ValueError(f"{self.game_name!r} cannot be played as text: {err}") from err
+        return (
             game_type.utility == pyspiel.GameType.Utility.IDENTICAL
             or game_type.short_name in COOPERATIVE_GAMES
         )
 
-        self.renderer: Renderer = renderer_for(self.game)
-        self.opponent_agent: Agent | None = (
-            None
-            if self.self_play
-            else make_agent(
-                opponent,
-                self.game,
-                mcts_simulations=self.mcts_simulations,
-                determinizations=self.mcts_determinizations,
-            )
+    def _make_opponent(self) -> Agent:
+        """The agent that plays the seats the learner does not."""
+        return make_agent(
+            self.opponent,
+            self.game,
+            mcts_simulations=self.mcts_simulations,
+            determinizations=self.mcts_determinizations,
         )
 
-        self.observation_space = spaces.Dict(
+    def _spaces(self) -> tuple[spaces.Dict, spaces.Text]:
+        """The observation and action spaces."""
+        observation_space = spaces.Dict(
             {
                 "prompt": spaces.Text(max_length=MAX_PROMPT_CHARS, min_length=0, charset=CHARSET),
                 "legal_actions": spaces.Sequence(
@@ -357,21 +255,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
                 "seat": spaces.Discrete(self.num_players),
             }
         )
-        self.action_space = spaces.Text(max_length=4096, min_length=0, charset=ACTION_CHARSET)
-
-        self._state: pyspiel.State | None = None
-        self._learner = -1
-        self._legal: list[int] = []
-        self._legal_texts: tuple[str, ...] = ()
-        self._pending: dict[int, int] = {}
-        self._penalties = [0.0] * self.num_players
-        self._turns = 0
-        self._retries = 0
-        self._done = False
-        self._forfeit_returns: list[float] | None = None
-        self._last_seat = 0
-
-    # ------------------------------------------------------------------ validation helpers
+        return observation_space, spaces.Text(max_length=4096, min_length=0, charset=ACTION_CHARSET)
 
     def _check_seat(self, seat: Any, name: str) -> int | None:
         if seat is None:
@@ -384,6 +268,42 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
                 f"got {seat!r}"
             )
         return int(seat)
+
+    def _reset_options(self, options: dict[str, Any] | None) -> tuple[int | None, list[int] | None]:
+        """The learner seat and start history of ``reset(options=...)``, validated."""
+        options = dict(options or {})
+        seat = self._check_seat(options.pop("learner_seat", self.learner_seat), "options['learner_seat']")
+        history = options.pop("history", None)
+        if options:
+            raise ValueError(
+                f"unknown reset options {sorted(options)}; valid options: "
+                + ", ".join(repr(o) for o in RESET_OPTIONS)
+            )
+        if history is None:
+            return seat, None
+        if not isinstance(history, (list, tuple)) or not all(_is_int(a) for a in history):
+            raise ValueError(
+                f"options['history'] must be a list of OpenSpiel action ids (ints) such as an earlier "
+                f"info['history']; got {history!r}"
+            )
+        return seat, [int(a) for a in history]
+
+    def _start_state(self, history: list[int] | None) -> pyspiel.State:
+        """The initial state, or the state ``history`` leads to."""
+        if history is None:
+            return self.game.new_initial_state()
+        try:
+            return state_from_history(self.game_name, history)
+        except ValueError as err:
+            raise ValueError(f"options['history'] cannot be replayed: {err}") from err
+
+    def _clear_episode(self) -> None:
+        """Forget the last episode's held-back answers, penalties, counters and forfeit."""
+        self._pending: dict[int, int] = {}
+        self._penalties = [0.0] * self.num_players
+        self._turns = 0
+        self._retries = 0
+        self._forfeit_returns: list[float] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -400,28 +320,28 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
 
         Args:
             seed: Reseeds ``self.np_random`` (all randomness of the episode comes from it).
-            options: ``{"learner_seat": int | None}`` overrides the learner's seat for this episode.
+            options: ``{"learner_seat": int | None}`` overrides the learner's seat for this episode;
+                ``{"history": list[int]}`` starts from the state that OpenSpiel action history leads
+                to (an earlier ``info["history"]``, replayed as by :func:`~envs.core.state_from_history`)
+                instead of the initial state; then opponents and chance move as usual.
 
         Returns:
             The first observation and the info dict.
+
+        Raises:
+            ValueError: An unknown option, or a value that is not valid for it (the message names
+                the option).
         """
         super().reset(seed=seed)
-        options = dict(options or {})
-        seat = self._check_seat(options.pop("learner_seat", self.learner_seat), "options['learner_seat']")
-        if options:
-            raise ValueError(f"unknown reset options {sorted(options)}; the only option is 'learner_seat'")
+        seat, history = self._reset_options(options)
         if self.self_play:
             self._learner = -1
         elif seat is None:
             self._learner = int(self.np_random.integers(self.num_players))
         else:
             self._learner = seat
-        self._state = self.game.new_initial_state()
-        self._pending = {}
-        self._penalties = [0.0] * self.num_players
-        self._turns = 0
-        self._retries = 0
-        self._forfeit_returns = None
+        self._state = self._start_state(history)
+        self._clear_episode()
         self._last_seat = max(self._learner, 0)
         opponent_actions = self._advance()
         self._done = self._state.is_terminal()
@@ -445,43 +365,17 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
             raise RuntimeError("call reset() before step()")
         if self._done:
             raise RuntimeError("the episode is over; call reset() before step()")
-        state = self._state
         acting = self._to_move()
         before = float(self._returns()[acting])
 
         chosen, parsed = self._interpret(action, acting)
         legal = chosen is not None and chosen in self._legal
         outcome = "ok" if legal else ("illegal" if parsed else "unparsed")
-        penalty, rule, applied = 0.0, None, None
-        if legal:
-            applied = chosen
-        else:
-            penalty = self.illegal_penalty
-            self._penalties[acting] += penalty
-            self._retries += 1
-            if self.illegal_rule == "forfeit":
-                rule = "forfeit"
-                self._forfeit_returns = self._forfeit(acting)
-            elif self.illegal_rule == "retry" and self._retries <= self.max_retries:
-                rule = "retry"
-            else:
-                rule = "random"
-                applied = self._legal[int(self.np_random.integers(len(self._legal)))]
+        applied, penalty, rule = (chosen, 0.0, None) if legal else self._fail(acting)
         retries = self._retries
+        action_text, opponent_actions = self._apply(acting, applied)
 
-        action_text = None
-        opponent_actions: list[list[Any]] = []
-        if applied is not None:
-            action_text = self._legal_texts[self._legal.index(applied)]
-            if state.is_simultaneous_node():
-                self._pending[acting] = applied  # applied with the others' once all have chosen
-            else:
-                state.apply_action(applied)
-            self._turns += 1
-            self._retries = 0
-            opponent_actions = self._advance()
-
-        terminated = self._forfeit_returns is not None or state.is_terminal()
+        terminated = self._forfeit_returns is not None or self._state.is_terminal()
         truncated = not terminated and self.max_turns is not None and self._turns >= self.max_turns
         self._done = terminated or truncated
         self._last_seat = acting
@@ -510,7 +404,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         show hidden information)."""
         if self.render_mode != "ansi" or self._state is None:
             return None
-        return _clean(self.renderer.board(self._state), MAX_PROMPT_CHARS)
+        return clean(self.renderer.board(self._state), MAX_PROMPT_CHARS)
 
     # ------------------------------------------------------------------ game progression
 
@@ -547,6 +441,33 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         raise TypeError(
             f"action must be a str answer or an int index into legal_actions, got {type(action).__name__}"
         )
+
+    def _fail(self, acting: int) -> tuple[int | None, float, str]:
+        """Charge the penalty for a failed answer and apply ``illegal_rule``: ``(action to play or
+        None, penalty, rule)``."""
+        penalty = self.illegal_penalty
+        self._penalties[acting] += penalty
+        self._retries += 1
+        if self.illegal_rule == "forfeit":
+            self._forfeit_returns = self._forfeit(acting)
+            return None, penalty, "forfeit"
+        if self.illegal_rule == "retry" and self._retries <= self.max_retries:
+            return None, penalty, "retry"
+        return self._legal[int(self.np_random.integers(len(self._legal)))], penalty, "random"
+
+    def _apply(self, acting: int, applied: int | None) -> tuple[str | None, list[list[Any]]]:
+        """Play ``applied`` for ``acting`` (held back at a simultaneous-move node), then the
+        opponents and chance: ``(its action text, the opponents' moves)``."""
+        if applied is None:
+            return None, []
+        action_text = self._legal_texts[self._legal.index(applied)]
+        if self._state.is_simultaneous_node():
+            self._pending[acting] = applied  # applied with the others' once all have chosen
+        else:
+            self._state.apply_action(applied)
+        self._turns += 1
+        self._retries = 0
+        return action_text, self._advance()
 
     def _advance(self) -> list[list[Any]]:
         """Apply chance outcomes and opponent moves until the learner must act or the game ends."""
@@ -591,7 +512,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
             if self._is_learner(seat):  # cannot happen: learner seats with moves are asked first
                 raise RuntimeError(f"learner seat {seat} has not chosen at a simultaneous node")
             action = int(self.opponent_agent.step(state, self.np_random, player=seat))
-            text = _clean(self.renderer.action_text(state, seat, action), MAX_ACTION_TEXT_CHARS)
+            text = clean(self.renderer.action_text(state, seat, action), MAX_ACTION_TEXT_CHARS)
             joint.append(action)
             moves.append([seat, action, text])
         self._pending = {}
@@ -601,7 +522,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
     def _play_opponent(self, state: pyspiel.State) -> list[Any]:
         player = state.current_player()
         action = int(self.opponent_agent.step(state, self.np_random))
-        text = _clean(self.renderer.action_text(state, player, action), MAX_ACTION_TEXT_CHARS)
+        text = clean(self.renderer.action_text(state, player, action), MAX_ACTION_TEXT_CHARS)
         state.apply_action(action)
         return [player, action, text]
 
@@ -631,7 +552,7 @@ class OpenSpielTextEnv(gym.Env[dict[str, Any], str]):
         if self._over():
             self._legal, self._legal_texts = [], ()
             seat = self._last_seat
-            prompt = _clean(self.renderer.final(state, seat), MAX_PROMPT_CHARS)
+            prompt = clean(self.renderer.final(state, seat), MAX_PROMPT_CHARS)
         else:
             seat = self._to_move()
             prompt, self._legal, self._legal_texts = observe(state, seat, self.renderer)

@@ -1,4 +1,5 @@
-"""Baseline tournaments between the non-LLM agents on every two-player registered game.
+"""Baseline tournaments between the non-LLM agents on every two-player registered game (the games
+of :data:`envs.registry.BASELINE_GAMES`).
 
 Plays MCTS vs random and heuristic vs random (optionally MCTS vs heuristic), the first agent taking
 seat 0 in even-numbered games and seat 1 in odd-numbered ones, and prints JSON: per game and match,
@@ -23,22 +24,10 @@ import numpy as np
 import pyspiel
 
 from envs.agents import Agent, make_agent
-from envs.games import REPEATED_POKER
-from envs.text_env import load_game
+from envs.core import load_game
+from envs.registry import BASELINE_GAMES
 
 __all__ = ["BASELINE_GAMES", "MATCHES", "play_game", "play_match", "main"]
-
-#: Short label -> game string, for every two-player game with a registered id.
-BASELINE_GAMES: dict[str, str] = {
-    "tic_tac_toe": "tic_tac_toe",
-    "connect_four": "connect_four",
-    "kuhn_poker": "kuhn_poker",
-    "leduc_poker": "leduc_poker",
-    "repeated_poker": f"{REPEATED_POKER}(base=kuhn_poker,rounds=5)",
-    "liars_dice": "liars_dice",
-    "lewis_signaling": "lewis_signaling",
-    "breakthrough": "breakthrough(rows=6,columns=6)",
-}
 
 #: The matches played by default: (first agent, second agent).
 MATCHES: tuple[tuple[str, str], ...] = (("mcts", "random"), ("heuristic", "random"))
@@ -97,6 +86,7 @@ def play_match(
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    """Parse ``argv``, play the matches, print the JSON report and return it."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -31,7 +31,26 @@ from modules.errors import ConfigError
 from modules.modes import check_mode
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": None}
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX). Without either, PyTorch
+    emulates bf16 matmuls, which runs tens of times slower than fp32 (measured on an AVX2 machine)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    """``auto``: bfloat16 on CUDA and on CPUs with native bf16, float32 otherwise."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if torch.cuda.is_available() or cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
 
 
 def cache_dir() -> Path:
@@ -120,7 +139,8 @@ class Policy(nn.Module):
     Args:
         model: Hugging Face hub name or local folder. None loads the embedded SmolLM2-135M-Instruct.
         dtype: Weights and compute dtype: float32, bfloat16 (about 4x faster matmuls on CPUs with
-            AVX-512 bf16) or float16 (GPU only).
+            AVX-512 bf16; emulated, and many times slower, on CPUs without), float16 (GPU only), or
+            auto (bfloat16 where the hardware has it natively, else float32).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
         lora_dropout: Dropout on the LoRA input.
@@ -171,7 +191,7 @@ class Policy(nn.Module):
             r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules
         )
         self.tokenizer, self.model = self._load(
-            resolve_model(model), _DTYPES[dtype], load_in_4bit, trust_remote_code
+            resolve_model(model), resolve_dtype(dtype), load_in_4bit, trust_remote_code
         )
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id

@@ -17,7 +17,7 @@ CONFIGS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs
 def test_config_parses_and_instantiates(tmp_path, tiny_config, tiny_model_dir, name):
     """The config's classes and options are all valid: the model, datamodule and callbacks are built."""
     cfg, _ = tiny_config(tmp_path, name)
-    cli = cli_main(["fit", "--config", str(cfg)], run=False)
+    cli = cli_main(["--config", str(cfg)], run=False)  # run=False: no subcommand
     assert cli.model.policy.model_name == tiny_model_dir
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / name).read_text())
     assert type(cli.model).__name__ == shipped["model"]["class_path"].rsplit(".", 1)[-1]

@@ -54,8 +54,11 @@ def test_score_mode_picks_only_legal_actions_and_greedy_is_argmax(tiny_policy):
 
 
 def test_generate_mode_returns_text(tiny_policy):
-    acts = tiny_policy.act([{"prompt": PROMPT, "legal_actions": ["1"]}] * 3, mode="generate")
-    assert len(acts) == 3 and all(isinstance(a.text, str) and a.index is None for a in acts)
+    acts = tiny_policy.act([{"prompt": PROMPT, "legal_actions": ["1"]}] * 3, mode="generate", greedy=True)
+    # The text is the decoded sampled tokens (what the env parses); greedy answers to one prompt agree.
+    decode = tiny_policy.tokenizer.decode
+    assert all(a.text == decode(a.token_ids, skip_special_tokens=True).strip() for a in acts)
+    assert all(a.index is None for a in acts) and acts[0].token_ids == acts[1].token_ids == acts[2].token_ids
 
 
 def test_reference_is_the_base_model_and_ignores_adapter_updates(tiny_policy):

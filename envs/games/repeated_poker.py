@@ -1,6 +1,8 @@
-"""OpenSpiel games written for lightspiel (registered with ``pyspiel`` when :mod:`envs` is imported).
+"""Repeated poker with a bankroll (``lightspiel/RepeatedPoker-v0``): the OpenSpiel game
+``lightspiel_repeated_poker`` (registered with ``pyspiel`` when this module is imported, which
+importing :mod:`envs` does), its renderer, heuristic and registration.
 
-``lightspiel_repeated_poker``: a match of N hands of Kuhn or Leduc poker with a bankroll per seat
+The game: a match of N hands of Kuhn or Leduc poker with a bankroll per seat
 that carries over from hand to hand. Loading it works like any OpenSpiel game once :mod:`envs` has
 been imported::
 
@@ -25,10 +27,27 @@ showdown (the bankroll change shows who won).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyspiel
 
-__all__ = ["REPEATED_POKER", "REPEATED_POKER_BASES", "RepeatedPokerGame", "RepeatedPokerState"]
+from envs.games.base import GameSpec, Golden, HandRenderer, Renderer, card_names, seat_name
+from envs.games.kuhn_poker import KuhnPokerRenderer
+from envs.games.kuhn_poker import choose as kuhn_choose
+from envs.games.leduc_poker import LeducPokerRenderer
+from envs.games.leduc_poker import choose as leduc_choose
+
+__all__ = [
+    "REPEATED_POKER",
+    "REPEATED_POKER_BASES",
+    "SPEC",
+    "RepeatedPokerGame",
+    "RepeatedPokerRenderer",
+    "RepeatedPokerState",
+    "heuristic",
+    "register",
+]
 
 #: Short name of the repeated-poker game.
 REPEATED_POKER: str = "lightspiel_repeated_poker"
@@ -255,3 +274,104 @@ def register() -> None:
 
 
 register()
+
+
+# --------------------------------------------------------------------------------------------------
+# Renderer and heuristic
+# --------------------------------------------------------------------------------------------------
+
+
+class RepeatedPokerRenderer(Renderer):
+    """A ``lightspiel_repeated_poker`` match: the hand is shown as by the Kuhn or Leduc renderer,
+    below a line with the hand number and the bankrolls.
+
+    Example prompt (Kuhn, seat 0, hand 2 of 5)::
+
+        Poker match: 5 hands of Kuhn poker (cards J<Q<K, ante 1, bets of 1). Bankrolls carry over; a seat below 2 chips is bust.
+        Hand 2 of 5. Bankrolls: you 7, opponent 5. Last hand: you won 1.
+        Your card: K. Pot: 2.
+        Moves: opponent checked.
+        Legal moves: check bet
+        Reply with one move.
+
+    Action texts and accepted answers: those of the base game's renderer. ``info`` carries
+    ``bankrolls`` (per seat) and ``round`` (the hand number, 1-based).
+    """
+
+    def __init__(self) -> None:
+        self._hands: dict[str, HandRenderer] = {
+            "kuhn_poker": KuhnPokerRenderer(),
+            "leduc_poker": LeducPokerRenderer(),
+        }
+
+    def _hand(self, state: pyspiel.State) -> HandRenderer:
+        return self._hands[state.get_game().base]
+
+    def _short_rules(self, game: pyspiel.Game) -> str:
+        names = card_names(game.num_players() + 1)
+        if game.base == "kuhn_poker":
+            return f"Kuhn poker (cards {'<'.join(names)}, ante 1, bets of 1)"
+        return f"Leduc poker (cards {' '.join(r for r in names for _ in range(2))}, ante 1, bets 2 then 4)"
+
+    def _header(self, state: pyspiel.State, player: int) -> list[str]:
+        game = state.get_game()
+        n = game.num_players()
+        order = [player] + [s for s in range(n) if s != player]
+        bank = ", ".join(f"{seat_name(s, player, n)} {state.bankrolls[s]:g}" for s in order)
+        hand = min(state.hand_index + 1, game.rounds)
+        line = f"Hand {hand} of {game.rounds}. Bankrolls: {bank}."
+        if state.hand_results:
+            won = state.hand_results[-1][player]
+            line += (
+                f" Last hand: you {'won' if won > 0 else 'lost'} {abs(won):g}."
+                if won
+                else " Last hand: a tie."
+            )
+        return [
+            f"Poker match: {game.rounds} hands of {self._short_rules(game)}. Bankrolls carry over; a seat "
+            f"below {game.max_hand_loss} chips is bust.",
+            line,
+        ]
+
+    def prompt(self, state: pyspiel.State, player: int) -> str:
+        n = state.get_game().num_players()
+        lines = self._header(state, player)
+        lines += self._hand(state).hand_lines(
+            state.inner, state.inner_player(player), lambda p: seat_name(state.seat_of(p), player, n)
+        )
+        lines += [self.moves_line(state, player), "Reply with one move."]
+        return "\n".join(lines)
+
+    def action_text(self, state: pyspiel.State, player: int, action: int) -> str:
+        return self._hand(state).action_text(state.inner, state.inner_player(player), action)
+
+    def parse(self, text: str, state: pyspiel.State, player: int) -> int | None:
+        return self._hand(state).parse(text, state.inner, state.inner_player(player))
+
+    def final(self, state: pyspiel.State, player: int) -> str:
+        lines = self._header(state, player)
+        if state.is_terminal():
+            lines.append("Match over.")
+        return "\n".join(lines)
+
+    def info(self, state: pyspiel.State) -> dict[str, Any]:
+        rounds = state.get_game().rounds
+        return {"bankrolls": [float(b) for b in state.bankrolls], "round": min(state.hand_index + 1, rounds)}
+
+
+def heuristic(state: pyspiel.State, player: int, rng: np.random.Generator) -> int:
+    """The base game's hand-strength bettor, hand by hand."""
+    inner, inner_player = state.inner, state.inner_player(player)
+    if state.get_game().base == "kuhn_poker":
+        return kuhn_choose(inner, inner_player)
+    return leduc_choose(inner, inner_player)
+
+
+SPEC = GameSpec(
+    label="repeated_poker",
+    env_id="lightspiel/RepeatedPoker-v0",
+    game=f"{REPEATED_POKER}(base=kuhn_poker,rounds=5)",
+    renderer=RepeatedPokerRenderer,
+    heuristic=heuristic,
+    golden=Golden("repeated_poker", seed=0, kwargs={"opponent": "heuristic"}),
+)

@@ -1,4 +1,4 @@
-"""Gymnasium API compliance and registration."""
+"""Gymnasium API compliance, the lightspiel env contract (envs.contract) and registration."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs import GAME_IDS, REGISTERED_IDS, OpenSpielTextEnv, env_kwargs
+from envs import GAME_IDS, REGISTERED_IDS, check_env_contract, env_kwargs
+from envs.contract import LightspielEnv
 
 CASES = [(env_id, {}) for env_id in REGISTERED_IDS] + [
     ("lightspiel/OpenSpiel-v0", {"game": "breakthrough(rows=5,columns=4)"}),
@@ -25,12 +26,15 @@ CASES = [(env_id, {}) for env_id in REGISTERED_IDS] + [
 
 
 @pytest.mark.parametrize(("env_id", "kwargs"), CASES)
-def test_check_env(env_id, kwargs):
-    env = gymnasium.make(env_id, **kwargs)
+def test_check_env_and_contract(env_id, kwargs):
+    """Every registered id (and some variants) passes Gymnasium's checker and keeps the lightspiel
+    env contract."""
+    env = gymnasium.make(env_id, disable_env_checker=True, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped)
-    assert isinstance(env.unwrapped, OpenSpielTextEnv)
+    assert isinstance(env.unwrapped, LightspielEnv)
+    check_env_contract(env, seeds=(0, 1))
     env.close()
 
 

@@ -192,8 +192,18 @@ def test_heuristic_beats_random(label):
 def test_tournament_script_prints_json(capsys):
     import json
 
-    report = main(["--games", "2", "--simulations", "5", "--only", "kuhn_poker", "lewis_signaling"])
+    report = main(["--games", "4", "--simulations", "5", "--only", "kuhn_poker", "lewis_signaling"])
     printed = json.loads(capsys.readouterr().out)
-    assert printed == report and set(printed["results"]) == {"kuhn_poker", "lewis_signaling"}
-    match = printed["results"]["kuhn_poker"]["mcts_vs_random"]
-    assert match["games"] == 2 and match["win"] + match["draw"] + match["loss"] == pytest.approx(1.0)
+    assert printed == report and list(printed["results"]) == ["kuhn_poker", "lewis_signaling"]
+    assert printed["settings"] == {"games": 4, "simulations": 5, "seed": 0}
+    # Each reported match is what play_match gives for the same settings (timing aside).
+    for label, results in printed["results"].items():
+        assert results["game"] == BASELINE_GAMES[label]
+        assert set(results) == {"game", "mcts_vs_random", "heuristic_vs_random"}
+        for first, second in (("mcts", "random"), ("heuristic", "random")):
+            again = play_match(BASELINE_GAMES[label], first, second, 4, seed=0, simulations=5)
+            reported = dict(results[f"{first}_vs_{second}"])
+            reported.pop("seconds"), again.pop("seconds")
+            assert reported == again, (label, first)
+    with pytest.raises(SystemExit):
+        main(["--only", "chess"])

@@ -1,8 +1,9 @@
 """Golden transcripts: every prompt of a fixed-seed game, compared exactly (one file per game).
 
+The games, seeds, options and file names come from the registry (each game's ``GameSpec.golden``).
 Regenerate (then read the files to check them!) with::
 
-    LIGHTSPIEL_UPDATE_GOLDEN=1 pytest tests/envs/test_env_golden.py
+    LIGHTSPIEL_UPDATE_GOLDEN=1 pytest tests/test_envs/test_env_golden.py
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import gymnasium
 import numpy as np
 import pytest
 
-from envs import OpenSpielTextEnv
+from envs.games.base import GameSpec
+from envs.registry import GAMES
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-GOLDEN = GOLDEN_DIR / "tic_tac_toe_vs_heuristic_seed7.txt"
 
-# The learner's answers, in order: an unparseable answer (retried), an occupied cell (retried),
-# then plain moves in the documented formats.
-ANSWERS = ["Let me think about it.", "5", "1", "I play 3", "8", "Cell 4.", "6", "7", "9", "2"]
+#: label -> spec, for every registered game with a golden transcript.
+GOLDEN_SPECS: dict[str, GameSpec] = {spec.golden.name: spec for spec in GAMES if spec.golden is not None}
+
+TEMPLATES = ["{m}", "I play {m}.", "**{m}**", "  {m}\n"]
 
 
 def _check_golden(path: Path, text: str) -> None:
@@ -31,13 +33,22 @@ def _check_golden(path: Path, text: str) -> None:
     assert text == path.read_text()
 
 
-def transcript() -> str:
-    env = OpenSpielTextEnv(opponent="heuristic", learner_seat=1, illegal_rule="retry", max_retries=2)
-    obs, info = env.reset(seed=7)
-    lines = ["# tic_tac_toe, opponent=heuristic, learner_seat=1, illegal_rule=retry, reset(seed=7)"]
+def _make(spec: GameSpec):
+    return gymnasium.make(
+        spec.env_id, illegal_rule="retry", max_retries=2, disable_env_checker=True, **spec.golden.kwargs
+    ).unwrapped
+
+
+def scripted_transcript(spec: GameSpec) -> str:
+    """The learner plays the spec's scripted answers."""
+    golden = spec.golden
+    env = _make(spec)
+    obs, info = env.reset(seed=golden.seed)
+    options = "".join(f", {k}={v}" for k, v in golden.kwargs.items())
+    lines = [f"# {env.game_name}{options}, illegal_rule=retry, reset(seed={golden.seed})"]
     for seat, _, text in info["opponent_actions"]:
         lines.append(f"[opponent seat {seat} plays {text}]")
-    answers = iter(ANSWERS)
+    answers = iter(golden.answers)
     terminated = truncated = False
     while not (terminated or truncated):
         lines += ["", f"--- prompt (seat {obs['seat']}) ---", obs["prompt"]]
@@ -54,39 +65,15 @@ def transcript() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_golden_prompt_transcript():
-    _check_golden(GOLDEN, transcript())
-
-
-#: label -> (env id, extra kwargs, seed). The learner answers in several accepted formats.
-GAME_CASES: dict[str, tuple[str, dict, int]] = {
-    "connect_four": ("lightspiel/ConnectFour-v0", {"opponent": "heuristic", "max_turns": 4}, 3),
-    "kuhn_poker": ("lightspiel/KuhnPoker-v0", {"opponent": "heuristic"}, 1),
-    "leduc_poker": ("lightspiel/LeducPoker-v0", {"opponent": "heuristic"}, 2),
-    "repeated_poker": ("lightspiel/RepeatedPoker-v0", {"opponent": "heuristic"}, 0),
-    "liars_dice": ("lightspiel/LiarsDice-v0", {"opponent": "heuristic"}, 4),
-    "lewis_signaling": ("lightspiel/LewisSignaling-v0", {}, 5),
-    "breakthrough": ("lightspiel/Breakthrough-v0", {"opponent": "heuristic", "max_turns": 3}, 6),
-    "generic_goofspiel": ("lightspiel/OpenSpiel-v0", {"game": "goofspiel(num_cards=3)"}, 8),
-}
-
-TEMPLATES = ["{m}", "I play {m}.", "**{m}**", "  {m}\n"]
-
-
-def golden_path(label: str) -> Path:
-    return GOLDEN_DIR / f"{label}_seed{GAME_CASES[label][2]}.txt"
-
-
-def game_transcript(label: str) -> str:
-    env_id, kwargs, seed = GAME_CASES[label]
-    env = gymnasium.make(
-        env_id, illegal_rule="retry", max_retries=2, disable_env_checker=True, **kwargs
-    ).unwrapped
+def game_transcript(spec: GameSpec) -> str:
+    """The learner answers once with no move, then random legal moves in several answer formats."""
+    kwargs, seed = spec.golden.kwargs, spec.golden.seed
+    env = _make(spec)
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     options = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
     lines = [
-        f"# {env_id} ({env.game_name}){', ' + options if options else ''}, illegal_rule=retry, reset(seed={seed})"
+        f"# {spec.env_id} ({env.game_name}){', ' + options if options else ''}, illegal_rule=retry, reset(seed={seed})"
     ]
 
     def extras(info: dict) -> None:
@@ -117,21 +104,29 @@ def game_transcript(label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("label", list(GAME_CASES))
-def test_game_golden_transcripts(label):
-    _check_golden(golden_path(label), game_transcript(label))
+@pytest.mark.parametrize("label", list(GOLDEN_SPECS))
+def test_golden_transcripts(label):
+    spec = GOLDEN_SPECS[label]
+    text = scripted_transcript(spec) if spec.golden.answers else game_transcript(spec)
+    _check_golden(GOLDEN_DIR / spec.golden.file_name, text)
+
+
+def test_golden_folder_is_the_registry():
+    """Every registered game has a golden transcript and every golden file belongs to a game."""
+    assert all(spec.golden is not None for spec in GAMES)
+    assert sorted(p.name for p in GOLDEN_DIR.glob("*.txt")) == sorted(
+        spec.golden.file_name for spec in GOLDEN_SPECS.values()
+    )
 
 
 def first_prompt(label: str) -> str:
     """The first prompt of a golden file (what docs/games.md shows)."""
-    text = golden_path(label).read_text()
+    text = (GOLDEN_DIR / GOLDEN_SPECS[label].golden.file_name).read_text()
     body = text.split("--- prompt (seat ", 1)[1].split("\n", 1)[1]
     return body.split("\n>>> ", 1)[0]
 
 
 def test_docs_show_the_golden_prompts():
     docs = (Path(__file__).resolve().parents[2] / "docs" / "games.md").read_text()
-    for label in GAME_CASES:
+    for label in GOLDEN_SPECS:
         assert first_prompt(label) in docs, label
-    ttt = GOLDEN.read_text().split("--- prompt (seat 1) ---\n", 1)[1].split("\n>>> ", 1)[0]
-    assert ttt in docs

@@ -1,6 +1,7 @@
 """Fuzz: thousands of random text and index answers on every registered game, under every
 illegal-answer rule. Nothing crashes, every episode ends, observations stay in the observation
-space, zero-sum games' returns sum to 0 and the cooperative game pays every seat the same."""
+space, the learner's rewards add up to its return minus its penalties, a forfeit pays what the rule
+says and the cooperative game pays every seat the same."""
 
 from __future__ import annotations
 
@@ -67,9 +68,7 @@ def _answer(rng: np.random.Generator, legal: tuple[str, ...]):
 @pytest.mark.parametrize(("env_id", "kwargs"), CASES, ids=[f"{e}-{k.get('game', '')}" for e, k in CASES])
 def test_fuzz_random_answers(env_id, kwargs, rule):
     env = gymnasium.make(env_id, illegal_rule=rule, disable_env_checker=True, **kwargs).unwrapped
-    game_type = env.game.get_type()
-    zero_sum = game_type.utility == pyspiel.GameType.Utility.ZERO_SUM
-    has_heuristic = game_type.short_name in HEURISTIC_GAMES and not env.self_play
+    has_heuristic = env.game.get_type().short_name in HEURISTIC_GAMES and not env.self_play
     rng = np.random.default_rng(zlib.crc32(f"{env_id}{kwargs}{rule}".encode()))
     steps = 0
     for episode in range(40):
@@ -78,22 +77,38 @@ def test_fuzz_random_answers(env_id, kwargs, rule):
                 env_id, illegal_rule=rule, opponent="heuristic", disable_env_checker=True, **kwargs
             ).unwrapped
         obs, info = env.reset(seed=episode)
-        done = "returns" in info
+        done, rewards = "returns" in info, []
         for _ in range(2_000):
             if done:
                 break
             obs, reward, terminated, truncated, info = env.step(_answer(rng, obs["legal_actions"]))
             steps += 1
+            rewards.append(reward)
             assert obs in env.observation_space
-            assert isinstance(reward, float) and math.isfinite(reward)
             assert info["outcome"] in ("ok", "illegal", "unparsed")
             assert info["legal"] == (info["outcome"] == "ok")
+            assert info["penalty"] == (0.0 if info["legal"] else 1.0)
             done = terminated or truncated
         assert done, f"{env_id} episode {episode} did not end"
-        returns = info["returns"]
-        assert len(returns) == env.num_players and len(info["penalties"]) == env.num_players
-        if env.cooperative:
-            assert len(set(returns)) == 1, returns
-        elif zero_sum and env.num_players == 2:
-            assert sum(returns) == pytest.approx(0.0), returns
+        _check_end(env, info, rewards)
     assert steps >= 40
+
+
+def _check_end(env, info: dict, rewards: list[float]) -> None:
+    """The end of an episode: one return and penalty per seat, the learner's rewards add up to its
+    return minus its penalties, and a forfeit pays what the rule says."""
+    returns = info["returns"]
+    assert len(returns) == env.num_players and len(info["penalties"]) == env.num_players
+    learner = info["learner_seat"]
+    if learner >= 0:
+        assert math.fsum(rewards) == pytest.approx(returns[learner] - info["penalties"][learner])
+    if env.cooperative:
+        assert len(set(returns)) == 1, returns
+    if info.get("rule") == "forfeit":
+        loser = info["acting_seat"]
+        assert returns[loser] == env.game.min_utility()
+        zero_sum = env.game.get_type().utility == pyspiel.GameType.Utility.ZERO_SUM
+        if zero_sum and env.num_players == 2:
+            assert returns[1 - loser] == -returns[loser], returns
+        elif not env.cooperative:
+            assert all(r == 0.0 for s, r in enumerate(returns) if s != loser), returns

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pyspiel
 import pytest
-
-# This folder is named ``envs`` like the package under test. Pytest puts ``tests/`` on sys.path (the
-# conftest files are not in packages), so when the repository root is not on sys.path (``.venv/bin/pytest``
-# rather than ``python -m pytest``; the editable install's finder runs after the path finder) ``import envs``
-# finds ``tests/envs`` as an empty namespace package. With the root anywhere on sys.path the real package
-# wins, so make sure it is there.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 
 @pytest.fixture(scope="session")
