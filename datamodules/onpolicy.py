@@ -136,6 +136,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
         make_env(env, {**(env_kwargs or {}), "opponent": (opponents or ["random"])[0]}).close()
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
+        self._base_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "opponent"}
         self.opponents = list(opponents or [])
         self.num_episodes, self.num_envs, self.mode, self.temperature = num_episodes, num_envs, mode, temperature
         self.grouping, self.group_size, self.ppo_epochs = grouping, group_size, ppo_epochs
@@ -145,15 +146,19 @@ class OnPolicyDataModule(L.LightningDataModule):
         self.rows: list[dict] = []
         self.rollout_metrics: dict[str, float] = {}
         self._starts: list[dict] = []
+        self._built: int | None = None
+        self._resumed_after: int | None = None
 
     # ------------------------------------------------------------------ protocols the callbacks use
     def set_iteration(self, iteration: int) -> None:
         self.iteration = iteration
 
     def set_stage(self, env: str, env_kwargs: dict) -> None:
-        """Switch the game (a curriculum stage) from the next rollout on."""
-        make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", "random")}).close()
-        self.env, self.env_kwargs = env, dict(env_kwargs)
+        """Switch the game (a curriculum stage) from the next rollout on; the stage's options are laid
+        over the datamodule's own ``env_kwargs`` (so illegal-answer rules set for the run stay)."""
+        merged = {**self._base_kwargs, **env_kwargs}  # the run's illegal-answer rules stay
+        make_env(env, {**merged, "opponent": merged.get("opponent", "random")}).close()
+        self.env, self.env_kwargs = env, merged
         self.opponents = []
 
     def set_starts(self, starts: list[dict]) -> None:
@@ -258,12 +263,26 @@ class OnPolicyDataModule(L.LightningDataModule):
             self.rollout_metrics.update({f"advantage_{k}": v for k, v in stats.items()})
         self.rows = rows
 
+    def state_dict(self) -> dict:
+        return {"built_epoch": self._built}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed_after = state_dict.get("built_epoch")
+
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         if self.trainer is not None:
             self.iteration = self.trainer.current_epoch
+            # A resumed run first asks for a loader while its epoch counter still shows the epoch the
+            # checkpoint finished: that request is for the next epoch (the checkpoint records the
+            # epoch whose rollout was built last). Asked twice for one epoch, the rollout and its
+            # advantages (whose estimators keep state, e.g. role baselines) are made once.
+            if self._resumed_after is not None and self.iteration <= self._resumed_after:
+                self.iteration = self._resumed_after + 1
         module = self.trainer.lightning_module if self.trainer is not None else None
-        self.build(getattr(module, "policy", None), module)
+        if self._built != self.iteration:
+            self.build(getattr(module, "policy", None), module)
+            self._built = self.iteration
         if self.trainer is not None and self.trainer.logger is not None:
             metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
             metrics["rollout/rows"] = float(len(self.rows))

@@ -149,3 +149,27 @@ def test_tournament_always_evaluates_after_the_last_epoch(tmp_path, tiny_config)
     cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--trainer.limit_train_batches=1"])
     history = json.loads((run / "reports" / "tournament_history.json").read_text())
     assert [h["label"] for h in history] == ["start", "epoch001"]
+
+
+def test_two_tournaments_sit_in_one_trainer_with_their_own_state_and_reports(tmp_path, tiny_config):
+    """Two stateful tournaments (another game each) keep separate checkpoint state, metrics and files."""
+    cfg, run = tiny_config(tmp_path)
+    config = yaml.safe_load(cfg.read_text())
+    (tour,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("TournamentCallback")]
+    kuhn = {"class_path": tour["class_path"], "init_args": {**tour["init_args"], "name": "kuhn",
+            "env": "lightspiel/KuhnPoker-v0", "env_kwargs": {}}}  # fmt: skip
+    tour["init_args"]["name"] = "ttt"
+    config["trainer"]["callbacks"].append(kuhn)
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_steps=1"])
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    states = {k: v for k, v in ckpt["callbacks"].items() if k.startswith("TournamentCallback")}
+    assert len(states) == 2 and all(len(v["history"]) == 2 for v in states.values())  # start + end
+    ttt = json.loads((run / "reports" / "tournament_ttt_start.json").read_text())
+    kuhn_report = json.loads((run / "reports" / "tournament_kuhn_start.json").read_text())
+    assert {g for g in ttt["games"]["score"]["random"]} == {g for g in kuhn_report["games"]["score"]["random"]}
+    scalars = _scalars(run)
+    assert "eval_ttt/score/random/win_rate" in scalars and "eval_kuhn/score/random/win_rate" in scalars
+    # Kuhn's returns are chip counts (+-1 or +-2), tic-tac-toe's only +-1 or 0.
+    kuhn_returns = {abs(g["return"]) for g in kuhn_report["games"]["score"]["random"].values()}
+    assert kuhn_returns <= {1.0, 2.0} and 0.0 not in kuhn_returns

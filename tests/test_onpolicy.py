@@ -207,3 +207,32 @@ def test_grpo_with_a_shared_reward_grouped_by_game_warns_and_learns_nothing(tmp_
     with pytest.warns(UserWarning, match="all-equal rewards"):
         cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
     assert (run / "checkpoints" / "last.ckpt").exists()
+
+
+def test_ppo_with_curriculum_and_replay_resumes_with_their_state(tmp_path, tiny_config):
+    cfg, run = _fit_config(tmp_path, tiny_config, "openspiel_ppo_curriculum.yaml", num_episodes=4)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    curriculum = next(v for k, v in first["callbacks"].items() if k.startswith("Curriculum"))
+    replay = next(v for k, v in first["callbacks"].items() if k.startswith("FailureReplay"))
+    assert curriculum["stage_index"] == 0 and len(curriculum["window"]) == 4  # the epoch's four games
+    assert replay["entries"]  # a random tiny model loses or answers illegally somewhere
+    assert "lightspiel_kl_controller" in first
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--ckpt_path=last"])
+    second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    resumed = next(v for k, v in second["callbacks"].items() if k.startswith("Curriculum"))
+    assert len(resumed["window"]) == 8  # the saved window went on, it did not restart
+    assert (run / "iter_001" / "episodes.jsonl").exists() and second["epoch"] == 1
+
+
+def test_grpo_role_baselines_survive_a_resume(tmp_path, tiny_config):
+    cfg, run = _fit_config(tmp_path, tiny_config, "tictactoe_grpo_rae.yaml", num_episodes=4)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    first = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["lightspiel_role_baselines"]
+    assert set(first["baselines"]) == {"tic_tac_toe|0", "tic_tac_toe|1"} and first["counts"] == {
+        "tic_tac_toe|0": 1,
+        "tic_tac_toe|1": 1,
+    }
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--ckpt_path=last"])
+    second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["lightspiel_role_baselines"]
+    assert second["counts"] == {"tic_tac_toe|0": 2, "tic_tac_toe|1": 2}  # updated once more, not reset
