@@ -24,6 +24,7 @@ from datamodules.metrics import OutcomeRates, mcnemar, update_from_episodes, wil
 from datamodules.protocols import EnvSource, require
 from datamodules.records import Episode, write_json_atomic
 from datamodules.rollout import RolloutEngine, make_env
+from datamodules.transcripts import log_transcripts
 from modules.errors import ConfigError
 from modules.modes import check_mode
 
@@ -45,6 +46,12 @@ class Tournament:
             its share of the seeds (``seeds[rank::world_size]``) and the figures are summed over all
             ranks; every rank must then call :meth:`run` together. ``False``: each rank plays every
             game and reports its own figures (no cross-rank sync).
+        ci_half_width: Size each match by the precision asked instead: play ``num_envs`` games at a
+            time (seeds in order) until the 95% Wilson interval of the success rate is at most this
+            wide on each side, or ``num_games`` (then a cap) are played. ``None``: ``num_games``.
+
+    The success rate is the non-loss rate, or the win rate in games nobody can lose (every utility
+    >= 0, e.g. a cooperative game whose shared reward is 0 or 1): :attr:`success`.
     """
 
     def __init__(
@@ -57,9 +64,13 @@ class Tournament:
         seed: int = 900_000_000,
         num_envs: int = 16,
         distributed: bool = True,
+        ci_half_width: float | None = None,
     ) -> None:
         if num_games < 1:
             raise ConfigError(f"num_games must be >= 1, got {num_games}")
+        if ci_half_width is not None and not 0 < ci_half_width < 0.5:
+            raise ConfigError(f"ci_half_width must be in (0, 0.5) or null, got {ci_half_width}")
+        self.ci_half_width = ci_half_width
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.opponents = list(opponents or ["random"])
         self.modes = list(modes or ["score"])
@@ -67,6 +78,9 @@ class Tournament:
             check_mode(mode, "tournament modes")
         self.num_games, self.seed, self.num_envs = num_games, seed, num_envs
         self.distributed = distributed
+        game = make_env(self.env, self.env_kwargs).unwrapped.game
+        #: ``"non_loss"``, or ``"win"`` where no game can be lost (the figure compared and sized on).
+        self.success = "win" if game.min_utility() >= 0 else "non_loss"
 
     def run(self, policy) -> dict[str, dict[str, dict[str, float]]]:
         """``{mode: {opponent: metrics}}`` (see :meth:`play`)."""
@@ -80,16 +94,19 @@ class Tournament:
             ``metrics`` are :class:`OutcomeRates` figures with their intervals, ``games_per_s`` and
             per-seat ``seat<k>_win_rate``/``_non_loss_rate``/``_mean_return`` (with intervals); ``game``
             is ``{"seat", "result" (win/draw/loss), "non_loss", "return"}`` of the learner, keyed by
-            the seed as a string (JSON keys).
+            the seed as a string (JSON keys). ``"samples"``: ``{mode: {opponent: [Episode]}}``, the
+            first two games this rank played (one per seat where both were played), for transcripts.
         """
         results: dict = {}
         games: dict = {}
+        samples: dict = {}
         for mode in self.modes:
             for opponent in self.opponents:
-                metrics, by_seed = self._match(policy, mode, opponent)
+                metrics, by_seed, sample = self._match(policy, mode, opponent)
                 results.setdefault(mode, {})[opponent] = metrics
                 games.setdefault(mode, {})[opponent] = by_seed
-        return {"results": results, "games": games}
+                samples.setdefault(mode, {})[opponent] = sample
+        return {"results": results, "games": games, "samples": samples}
 
     def exploitability(self, policy) -> dict:
         """Exploitability (and NashConv) of the policy's score-mode probabilities over every
@@ -104,42 +121,68 @@ class Tournament:
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
 
-    def _match(self, policy, mode: str, opponent: str) -> tuple[dict[str, float], dict[str, dict]]:
+    def _chunks(self) -> list[range]:
+        """Game indices in the order they are played: all at once, or (sized by precision) in
+        chunks of ``num_envs`` (rounded up to even, so each chunk plays both seats equally)."""
+        if self.ci_half_width is None:
+            return [range(self.num_games)]
+        step = max(2, self.num_envs + self.num_envs % 2)
+        return [range(i, min(i + step, self.num_games)) for i in range(0, self.num_games, step)]
+
+    def _precise_enough(self, metrics: dict[str, float]) -> bool:
+        if self.ci_half_width is None or not metrics:
+            return False
+        rate = f"{self.success}_rate"
+        return (metrics[f"{rate}_high"] - metrics[f"{rate}_low"]) / 2 <= self.ci_half_width
+
+    def _match(self, policy, mode: str, opponent: str) -> tuple[dict[str, float], dict[str, dict], list]:
         """One mode against one opponent: this rank's share of the games, figures over all ranks."""
         rank, world = self._ranks()
-        mine = list(range(rank, self.num_games, world))  # game indices of this rank
-        kwargs = {**self.env_kwargs, "opponent": opponent}
-        engine = RolloutEngine(self.env, kwargs, max(1, min(self.num_envs, len(mine))))
-        start = time.perf_counter()
-        played = engine.play(
-            policy,
-            [self.seed + i for i in mine],
-            mode=mode,
-            greedy=True,
-            # Seats follow the global game index; in self-play the learner holds every seat.
-            reset_options=None if opponent == "self" else lambda k: _alternate_seats(mine[k]),
-            progress=f"tournament ({mode}) vs {opponent}",
-        )
-        seconds = time.perf_counter() - start
         sync = world > 1  # the states are summed over ranks (each rank counted its own games)
-        overall = update_from_episodes(OutcomeRates(sync_on_compute=sync), played.episodes)
+        kwargs = {**self.env_kwargs, "opponent": opponent}
+        engine = RolloutEngine(self.env, kwargs, max(1, min(self.num_envs, -(-self.num_games // world))))
+        overall = OutcomeRates(sync_on_compute=sync)
+        episodes: list[Episode] = []
+        start = time.perf_counter()
+        for chunk in self._chunks():
+            mine = list(chunk)[rank::world]  # game indices of this rank
+            if not mine:  # a short last chunk on many ranks: this rank still joins the sync below
+                overall.update(returns=[])
+                if self._precise_enough(overall.compute()):
+                    break
+                continue
+            played = engine.play(
+                policy,
+                [self.seed + i for i in mine],
+                mode=mode,
+                greedy=True,
+                # Seats follow the global game index; in self-play the learner holds every seat.
+                reset_options=None if opponent == "self" else lambda k, mine=mine: _alternate_seats(mine[k]),
+                progress=f"tournament ({mode}) vs {opponent}",
+            )
+            episodes += played.episodes
+            update_from_episodes(overall, played.episodes)
+            # Every rank sees the same summed figures, so every rank stops after the same chunk.
+            if self._precise_enough(overall.compute()):
+                break
+        seconds = time.perf_counter() - start
         metrics = overall.compute()
         if seconds > 0:  # this rank's wall time, so a throughput over all ranks' games
             metrics["games_per_s"] = metrics.get("episodes", 0.0) / seconds
         keep = ("win_rate", "non_loss_rate", "mean_return")
         for seat in range(2):
-            games = [e for e in played.episodes if e.learner_seat == seat]
+            games = [e for e in episodes if e.learner_seat == seat]
             seat_rates = update_from_episodes(OutcomeRates(sync_on_compute=sync), games).compute()
             for k, v in seat_rates.items():
                 if k.removesuffix("_low").removesuffix("_high") in keep:
                     metrics[f"seat{seat}_{k}"] = v
-        by_seed = {str(e.seed): _game_record(e) for e in played.episodes}
+        by_seed = {str(e.seed): _game_record(e) for e in episodes}
         if sync:
             gathered: list = [None] * world
             dist.all_gather_object(gathered, by_seed)
             by_seed = {k: v for part in gathered for k, v in part.items()}
         by_seed = dict(sorted(by_seed.items(), key=lambda kv: int(kv[0])))
-        return metrics, by_seed
+        return metrics, by_seed, episodes[:2]
 
 
 def _alternate_seats(game_index: int) -> dict:
@@ -156,15 +199,17 @@ def _game_record(episode: Episode) -> dict:
         "seat": episode.learner_seat,
         "result": result,
         "non_loss": game_return >= 0,
+        "win": game_return > 0,
         "return": episode.returns[seat] - episode.penalties[seat],
     }
 
 
-def compare(before_entry: dict, after_entry: dict, alpha: float = 0.05) -> dict:
+def compare(before_entry: dict, after_entry: dict, alpha: float = 0.05, rate: str = "non_loss") -> dict:
     """Compare two tournament report entries game by game, on the seeds both played.
 
-    Per mode and opponent: the non-loss rate before and after over the matched games (with Wilson 95%
-    intervals) and McNemar's paired test of non-loss per seed (:func:`datamodules.metrics.mcnemar`):
+    Per mode and opponent: the ``rate`` (``non_loss``, or ``win``: the success of a game nobody can
+    lose) before and after over the matched games (with Wilson 95% intervals) and McNemar's paired
+    test of that outcome per seed (:func:`datamodules.metrics.mcnemar`):
     matched games remove the between-game variance that two independent rates would carry, and only
     games whose outcome changed count. Pairs without per-game outcomes in either entry are skipped.
 
@@ -172,13 +217,16 @@ def compare(before_entry: dict, after_entry: dict, alpha: float = 0.05) -> dict:
         before_entry: A report entry (``{"results": ..., "games": ...}``), e.g. the one before training.
         after_entry: A later entry on the same seeds.
         alpha: The p-value below which the change is called larger than noise.
+        rate: The per-game outcome compared: ``non_loss`` or ``win``.
 
     Returns:
-        ``{mode: {opponent: {"games", "non_loss_before", "non_loss_before_low", "non_loss_before_high",
-        "non_loss_after", "non_loss_after_low", "non_loss_after_high", "b", "c", "statistic",
-        "p_value", "method", "verdict"}}}``; ``b`` counts games not lost before and lost after, ``c``
-        the reverse.
+        ``{mode: {opponent: {"rate", "games", "<rate>_before", "<rate>_before_low",
+        "<rate>_before_high", "<rate>_after", "<rate>_after_low", "<rate>_after_high", "b", "c",
+        "statistic", "p_value", "method", "verdict"}}}``; ``b`` counts games with the outcome before
+        and without it after (e.g. not lost, then lost), ``c`` the reverse.
     """
+    if rate not in ("non_loss", "win"):
+        raise ConfigError(f"compare: rate must be non_loss or win, got {rate!r}")
     out: dict = {}
     before_games = before_entry.get("games") or {}
     for mode, by_opp in (after_entry.get("games") or {}).items():
@@ -187,13 +235,15 @@ def compare(before_entry: dict, after_entry: dict, alpha: float = 0.05) -> dict:
             seeds = [s for s in after if s in before]
             if not seeds:
                 continue
-            was = [bool(before[s]["non_loss"]) for s in seeds]
-            now = [bool(after[s]["non_loss"]) for s in seeds]
+            if any(rate not in before[s] or rate not in after[s] for s in seeds):
+                continue  # a report written before per-game wins were kept
+            was = [bool(before[s][rate]) for s in seeds]
+            now = [bool(after[s][rate]) for s in seeds]
             n = len(seeds)
-            row: dict = {"games": n}
+            row: dict = {"rate": rate, "games": n}
             for name, flags in (("before", was), ("after", now)):
-                row[f"non_loss_{name}"] = sum(flags) / n
-                row[f"non_loss_{name}_low"], row[f"non_loss_{name}_high"] = wilson_interval(sum(flags), n)
+                row[f"{rate}_{name}"] = sum(flags) / n
+                row[f"{rate}_{name}_low"], row[f"{rate}_{name}_high"] = wilson_interval(sum(flags), n)
             row.update(mcnemar(was, now))
             p = row["p_value"]
             row["verdict"] = f"larger than noise (p={p:.3g})" if p < alpha else f"within noise (p={p:.3g})"
@@ -203,10 +253,11 @@ def compare(before_entry: dict, after_entry: dict, alpha: float = 0.05) -> dict:
 
 def summary_line(mode: str, opponent: str, row: dict) -> str:
     """One line for a :func:`compare` row: rates with intervals before -> after, and the verdict."""
+    r = row.get("rate", "non_loss")
     return (
-        f"{mode} vs {opponent}: non-loss {row['non_loss_before']:.2f} "
-        f"[{row['non_loss_before_low']:.2f}, {row['non_loss_before_high']:.2f}] -> "
-        f"{row['non_loss_after']:.2f} [{row['non_loss_after_low']:.2f}, {row['non_loss_after_high']:.2f}] "
+        f"{mode} vs {opponent}: {r.replace('_', '-')} {row[f'{r}_before']:.2f} "
+        f"[{row[f'{r}_before_low']:.2f}, {row[f'{r}_before_high']:.2f}] -> "
+        f"{row[f'{r}_after']:.2f} [{row[f'{r}_after_low']:.2f}, {row[f'{r}_after_high']:.2f}] "
         f"on {row['games']} matched games; McNemar ({row['method']}, b={row['b']}, c={row['c']}): "
         f"{row['verdict']}"
     )
@@ -217,7 +268,7 @@ class TournamentCallback(L.Callback):
 
     Args:
         opponents: Opponents to play (names the env accepts).
-        num_games: Games per opponent and mode per evaluation.
+        num_games: Games per opponent and mode per evaluation (the cap, with ``ci_half_width``).
         every_n_epochs: Evaluate after every K-th epoch.
         modes: Policy acting modes to evaluate (score, constrained, generate).
         at_start: Also evaluate before the first update.
@@ -231,6 +282,9 @@ class TournamentCallback(L.Callback):
             state in the checkpoint, prefixes its logged metrics (``eval_<name>/...``) and its report
             files (``reports/tournament_<name>_<label>.json``). ``None``: ``eval/...`` and
             ``reports/tournament_<label>.json``.
+        ci_half_width: Play each match until the success rate's 95% interval is at most this wide
+            on each side (or ``num_games`` are played): see :class:`Tournament`. The before/after
+            comparison is on the seeds both evaluations played.
     """
 
     def __init__(
@@ -246,6 +300,7 @@ class TournamentCallback(L.Callback):
         num_envs: int = 16,
         exploitability: bool = False,
         name: str | None = None,
+        ci_half_width: float | None = None,
     ) -> None:
         if name is not None and (not name or not name.replace("_", "").replace("-", "").isalnum()):
             raise ConfigError(f"TournamentCallback: name must be letters, digits, '-' or '_'; got {name!r}")
@@ -259,6 +314,10 @@ class TournamentCallback(L.Callback):
         self.exploitability = exploitability
         self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
         self.name = name
+        if ci_half_width is not None and not 0 < ci_half_width < 0.5:
+            raise ConfigError(f"TournamentCallback: ci_half_width must be in (0, 0.5) or null, got {ci_half_width}")
+        self.ci_half_width = ci_half_width
+        self.success = "non_loss"  # set from the game when the first tournament is built
         self.history: list[dict] = []
 
     @property
@@ -275,7 +334,18 @@ class TournamentCallback(L.Callback):
             require(dm, EnvSource, "TournamentCallback without init_args.env", "a datamodule")
         env = self.env or dm.env
         kwargs = self.env_kwargs if self.env_kwargs is not None else dm.env_kwargs
-        return Tournament(env, kwargs, self.opponents, self.num_games, self.modes, self.seed, self.num_envs)
+        tournament = Tournament(
+            env,
+            kwargs,
+            self.opponents,
+            self.num_games,
+            self.modes,
+            self.seed,
+            self.num_envs,
+            ci_half_width=self.ci_half_width,
+        )
+        self.success = tournament.success
+        return tournament
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
         tournament = self._tournament(trainer)
@@ -303,6 +373,9 @@ class TournamentCallback(L.Callback):
             if "exploitability" in entry:
                 flat[f"{self._prefix}/exploitability"] = entry["exploitability"]["exploitability"]
             trainer.logger.log_metrics(flat, step=trainer.global_step)
+            for mode, by_opp in played["samples"].items():
+                for opp, sample in by_opp.items():
+                    log_transcripts(trainer.logger, f"{self._prefix}/{mode}/{opp}/games", sample, trainer.global_step)
         if trainer.is_global_zero:
             write_json_atomic(self._report(trainer, label), entry)
             write_json_atomic(self._report(trainer, "history"), self.history)
@@ -318,14 +391,19 @@ class TournamentCallback(L.Callback):
         if len(self.history) < 2:
             return
         first, last = self.history[0], self.history[-1]
-        comparison = compare(first, last)
+        comparison = compare(first, last, rate=self.success)
         for mode, by_opp in comparison.items():
             for opponent, row in by_opp.items():
                 rank_zero_info(
                     f"{self._prefix} {first['label']} -> {last['label']}, {summary_line(mode, opponent, row)}"
                 )
         if trainer.is_global_zero:
-            report = {"before": first["label"], "after": last["label"], "comparison": comparison}
+            report = {
+                "before": first["label"],
+                "after": last["label"],
+                "rate": self.success,
+                "comparison": comparison,
+            }
             write_json_atomic(self._report(trainer, "comparison"), report)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -9,9 +9,11 @@ metric whose counts add up across processes.
   before and after training. Only the discordant games (won before and lost after, or the reverse)
   carry information; the exact binomial test is used when they are few (< 25), the chi-square test
   with continuity correction otherwise;
-- :class:`OutcomeRates`: the figures of :func:`datamodules.rollout.outcome_metrics` as a
-  ``torchmetrics.Metric`` with summed count states, so that games split over DDP ranks reduce to the
-  figures over all games, each rate with its Wilson interval and the mean return with its t-interval.
+- :class:`OutcomeRates`: win/draw/loss, return, parse and illegal figures as a ``torchmetrics.Metric``
+  with summed count states, so that games split over DDP ranks reduce to the figures over all games,
+  each rate with its Wilson interval and the mean return with its t-interval;
+- :func:`outcome_metrics_with_intervals`: the same figures over a list of games in this process (what
+  rollouts report each iteration; :func:`datamodules.rollout.outcome_metrics` is this function).
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ class OutcomeRates(Metric):
     Wilson intervals and the t-interval of the mean return (which needs the sum of squares) all come
     from the same counts, synced in one pass.
 
-    ``compute()`` gives the keys of :func:`datamodules.rollout.outcome_metrics` (``episodes``,
+    ``compute()`` gives ``episodes``,
     ``win_rate``, ``draw_rate``, ``loss_rate``, ``non_loss_rate``, ``mean_return``, ``parse_rate``,
     ``illegal_rate``, ``mean_length``, ``rule_<rule>_rate``) with their meaning, plus ``<rate>_low`` /
     ``<rate>_high`` for every rate (Wilson) and ``mean_return_low`` / ``mean_return_high``
@@ -198,7 +200,7 @@ class OutcomeRates(Metric):
         Args:
             returns: Per game, the learner's return from the game (its sign makes the win, draw or loss).
             penalties: Per game, the learner's illegal-answer penalties (``mean_return`` is of
-                ``return - penalty``, as in ``outcome_metrics``).
+                ``return - penalty``).
             turns: Learner turns (per game, or a total).
             parsed: Learner turns whose answer parsed (per game, or a total).
             illegal: Learner turns whose answer was illegal (per game, or a total).
@@ -268,7 +270,7 @@ class OutcomeRates(Metric):
 
 def update_from_episodes(metric: OutcomeRates, episodes: Sequence[Episode]) -> OutcomeRates:
     """Count ``episodes`` into ``metric`` from the learner's seat (seat 0 in self-play), as
-    ``outcome_metrics`` does: the learner's game return and penalty, and its turns (``Turn.learner``).
+    the rollouts report them: the learner's game return and penalty, and its turns (``Turn.learner``).
 
     Returns:
         ``metric``, updated.
@@ -289,8 +291,10 @@ def update_from_episodes(metric: OutcomeRates, episodes: Sequence[Episode]) -> O
 def outcome_metrics_with_intervals(
     episodes: Sequence[Episode], seconds: float | None = None, confidence: float = 0.95
 ) -> dict[str, float]:
-    """:func:`datamodules.rollout.outcome_metrics` with a ``_low``/``_high`` interval beside every
-    rate and the mean return, over these episodes only (no cross-process sync).
+    """Win/draw/loss, mean return, parse-success and illegal-action rates from the learner's seat
+    (seat 0 in self-play; parse and illegal rates over learner turns only), each with a
+    ``_low``/``_high`` interval, over these episodes only (no cross-process sync): the figures of
+    :class:`OutcomeRates`.
 
     Args:
         episodes: Finished games.

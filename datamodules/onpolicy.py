@@ -32,6 +32,7 @@ from datamodules.batching import GroupBatchSampler
 from datamodules.protocols import AdvantageEstimator, require
 from datamodules.records import Episode, read_complete_episodes
 from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
+from datamodules.transcripts import log_transcripts
 from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
 
@@ -288,6 +289,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             metrics["rollout/rows"] = float(len(self.rows))
             metrics["rollout/epoch"] = float(self.iteration)
             self.trainer.logger.log_metrics(metrics, step=self.trainer.global_step)
+            log_transcripts(self.trainer.logger, "rollout/games", self.last_episodes, self.trainer.global_step)
         keys = [r["group"] if self.grouping != "none" else r["episode_id"] for r in self.rows]
         sampler = GroupBatchSampler(keys, self.batch_size, shuffle=True, passes=self.ppo_epochs)
         return DataLoader(self.rows, batch_sampler=sampler, collate_fn=_collate)

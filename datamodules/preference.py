@@ -30,6 +30,7 @@ from datamodules.records import (
     write_jsonl_atomic,
 )
 from datamodules.rollout import RolloutEngine, outcome_metrics
+from datamodules.transcripts import log_transcripts
 from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
 
@@ -134,6 +135,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.batch_size, self._run_dir = batch_size, run_dir
         self.iteration = 0
         self._built: int | None = None
+        self.last_episodes: list[Episode] = []  # this iteration's games (for transcripts)
         self.train_pairs: list[PreferencePair] = []
         self.eval_pairs: list[PreferencePair] = []
         self.rollout_metrics: dict[str, float] = {}
@@ -225,12 +227,16 @@ class PreferenceDataModule(L.LightningDataModule):
         """Episodes -> pairs -> split, written to the iteration folder."""
         self.rollout_metrics = {}
         episodes = self.episodes(policy)
+        self.last_episodes = episodes
         for earlier in range(max(0, self.iteration - self.window + 1), self.iteration):
             episodes = self._stored_episodes(earlier) + episodes
         kwargs = {"margin": self.margin, "max_pairs_per_state": self.max_pairs_per_state, "seed": self.seed}
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle
         pairs = build_pairs(episodes, self.strategy, **kwargs)
+        system = getattr(policy, "system_prompt", None)
+        for pair in pairs:  # the chat the pairs are trained in, written with them (TRL reads the same)
+            pair.system = system
         self.train_pairs, self.eval_pairs = split_pairs(pairs, self.eval_ratio, self.seed)
         folder = self.iteration_dir()
         write_jsonl_atomic(folder / "pairs_train.jsonl", self.train_pairs)
@@ -252,6 +258,7 @@ class PreferenceDataModule(L.LightningDataModule):
                 metrics["rollout/pairs_train"] = float(len(self.train_pairs))
                 metrics["rollout/iteration"] = float(self.iteration)
                 logger.log_metrics(metrics, step=self.trainer.global_step)
+                log_transcripts(logger, "rollout/games", self.last_episodes, self.trainer.global_step)
 
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:

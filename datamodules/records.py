@@ -74,7 +74,14 @@ class Episode:
 
 @dataclass
 class PreferencePair:
-    """A DPO pair in the prompt/chosen/rejected shape TRL reads, plus scores and provenance."""
+    """A DPO pair: the user prompt, the preferred and the other answer, scores and provenance.
+
+    On disk (:func:`to_json`) a pair is in TRL's conversational shape, so that TRL's trainers apply
+    the model's chat template to the same messages lightspiel trains on: ``prompt`` is a list of chat
+    messages (the ``system`` message the policy used, then the user prompt), ``chosen`` and
+    ``rejected`` one assistant message each; the other fields ride alongside. Files in the plain
+    shape (``prompt``, ``chosen``, ``rejected`` as strings) still load.
+    """
 
     pair_id: str
     prompt: str
@@ -88,6 +95,7 @@ class PreferencePair:
     seat: int
     episode_ids: list[str] = field(default_factory=list)
     iteration: int = 0
+    system: str | None = None  # the system message of the policy the pair is for (None: none sent)
 
 
 R = TypeVar("R", Turn, Episode, PreferencePair)
@@ -115,12 +123,54 @@ def _describe(hint) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def _message(value, path, line, name: str, role: str) -> str:
+    if not (isinstance(value, dict) and value.get("role") == role and isinstance(value.get("content"), str)):
+        raise DataFileError(
+            path, line, name, f'expected a {{"role": "{role}", "content": str}} message, got {json.dumps(value)[:60]}'
+        )
+    return value["content"]
+
+
+def _pair_from_conversation(data: dict, path, line) -> dict:
+    """A pair in TRL's conversational shape, back to lightspiel's strings (plain pairs pass)."""
+    if not isinstance(data.get("prompt"), list):
+        return data
+    data = dict(data)
+    messages = data["prompt"]
+    system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    if len(messages) != len(system) + 1 or len(system) > 1:
+        raise DataFileError(path, line, "prompt", "expected [system message,] user message")
+    data["system"] = _message(system[0], path, line, "prompt[0]", "system") if system else None
+    data["prompt"] = _message(messages[-1], path, line, f"prompt[{len(messages) - 1}]", "user")
+    for key in ("chosen", "rejected"):
+        answer = data.get(key)
+        if isinstance(answer, list):
+            if len(answer) != 1:
+                raise DataFileError(path, line, key, f"expected one assistant message, got {len(answer)}")
+            data[key] = _message(answer[0], path, line, f"{key}[0]", "assistant")
+    return data
+
+
+def pair_to_trl(pair: PreferencePair) -> dict:
+    """The pair as TRL's conversational preference example, provenance fields alongside."""
+    row = dataclasses.asdict(pair)
+    system = row.pop("system")
+    row["prompt"] = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user", "content": pair.prompt}
+    ]
+    row["chosen"] = [{"role": "assistant", "content": pair.chosen}]
+    row["rejected"] = [{"role": "assistant", "content": pair.rejected}]
+    return row
+
+
 def from_dict(cls: type[R], data, path: str | Path = "<memory>", line: int = 0, prefix: str = "") -> R:
     """Build a record from a decoded JSON object, checking every field's presence and type."""
     if not isinstance(data, dict):
         raise DataFileError(
             path, line, prefix or "<line>", f"expected a JSON object, got {type(data).__name__}"
         )
+    if cls is PreferencePair:
+        data = _pair_from_conversation(data, path, line)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -141,7 +191,9 @@ def from_dict(cls: type[R], data, path: str | Path = "<memory>", line: int = 0, 
 
 
 def to_json(record) -> str:
-    return json.dumps(dataclasses.asdict(record), ensure_ascii=False)
+    """One JSON line; a :class:`PreferencePair` in TRL's conversational shape (:func:`pair_to_trl`)."""
+    row = pair_to_trl(record) if isinstance(record, PreferencePair) else dataclasses.asdict(record)
+    return json.dumps(row, ensure_ascii=False)
 
 
 def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import gymnasium
 import numpy as np
+import yaml
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the lightspiel/* ids)
+from datamodules.metrics import outcome_metrics_with_intervals as outcome_metrics
 from datamodules.players import AgentPlayer, Player, PolicyPlayer
 from datamodules.records import Episode, EpisodeWriter, Turn
 from modules.errors import ConfigError, did_you_mean
@@ -36,47 +38,30 @@ class RolloutResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def _yaml_scalar(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+
+
 def make_env(env_id: str, env_kwargs: dict | None = None) -> gymnasium.Env:
     """``gymnasium.make`` with lightspiel's errors: an unknown id names the closest registered one."""
     if env_id not in gymnasium.registry:
         ours = [k for k in gymnasium.registry if k.startswith("lightspiel/")]
         hint = did_you_mean(env_id, ours) or f"; registered: {', '.join(ours)}"
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
+    # Options given on the command line (``--data.init_args.env_kwargs.illegal_penalty 1.0``) arrive
+    # as strings, as jsonargparse leaves a free-form dict's values: read numbers, booleans and null as
+    # YAML would; any other string stays a string.
+    kwargs = {k: _yaml_scalar(v) for k, v in (env_kwargs or {}).items()}
     try:
-        return gymnasium.make(env_id, disable_env_checker=True, **(env_kwargs or {}))
-    except gymnasium.error.Error as err:
+        return gymnasium.make(env_id, disable_env_checker=True, **kwargs)
+    except (gymnasium.error.Error, ValueError) as err:
         raise ConfigError(f"env {env_id!r}: {err}") from err
-
-
-def outcome_metrics(episodes: Sequence[Episode], seconds: float | None = None) -> dict[str, float]:
-    """Win/draw/loss, mean return, parse-success and illegal-action rates, from the learner's seat.
-
-    In self-play, wins and returns are those of seat 0 (the first mover). Parse and illegal rates
-    count the turns of learner players only (``Turn.learner``).
-    """
-    n = len(episodes)
-    if n == 0:
-        return {}
-    rets = [e.returns[max(e.learner_seat, 0)] - e.penalties[max(e.learner_seat, 0)] for e in episodes]
-    turns = [t for e in episodes for t in e.turns if t.learner]
-    n_turns = max(len(turns), 1)
-    game_rets = [e.returns[max(e.learner_seat, 0)] for e in episodes]
-    metrics = {
-        "episodes": float(n),
-        "win_rate": sum(r > 0 for r in game_rets) / n,
-        "draw_rate": sum(r == 0 for r in game_rets) / n,
-        "loss_rate": sum(r < 0 for r in game_rets) / n,
-        "mean_return": sum(rets) / n,
-        "parse_rate": sum(t.parsed for t in turns) / n_turns,
-        "illegal_rate": sum(not t.legal for t in turns) / n_turns,
-        "mean_length": len(turns) / n,
-    }
-    metrics["non_loss_rate"] = metrics["win_rate"] + metrics["draw_rate"]
-    for rule in ("random", "retry", "forfeit"):  # how illegal or unparsed answers were resolved
-        metrics[f"rule_{rule}_rate"] = sum(t.rule == rule for t in turns) / n_turns
-    if seconds:
-        metrics["games_per_s"] = n / seconds
-    return metrics
 
 
 class RolloutEngine:

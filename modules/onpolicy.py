@@ -108,20 +108,20 @@ class OnPolicyModule(PolicyModule):
             logps, old, adv, mask, self.clip_eps, self.loss_aggregation, self.max_completion_tokens
         )
         logs = {f"train/{k}": float(v) for k, v in stats.items()}
-        logs["train/policy_loss"] = float(loss)
+        logs["train/policy_loss"] = float(loss.detach())
         if self.kl.value > 0:
             with torch.no_grad(), policy.reference():
                 ref, _, _ = policy.token_logps(prompts, completions)
             kl = masked_mean(kl_penalty(logps, ref, self.kl_estimator), mask)
             loss = loss + self.kl.value * kl
-            logs["train/kl"] = float(kl)
+            logs["train/kl"] = float(kl.detach())
             logs["train/kl_coef"] = self.kl.value
-            self.kl.update(float(kl), len(batch))
+            self.kl.update(float(kl.detach()), len(batch))
         if self.uses_values:
             value_loss = self.value_loss(values, batch)
             loss = loss + self.vf_coef * value_loss
-            logs["train/value_loss"] = float(value_loss)
-        logs["train/loss"] = float(loss)
+            logs["train/value_loss"] = float(value_loss.detach())
+        logs["train/loss"] = float(loss.detach())
         logs["train/advantage_abs"] = float(adv.abs().mean())
         self.log_dict(logs, batch_size=len(batch), prog_bar=False)
         self.log("train/loss_step", loss.detach(), batch_size=len(batch), prog_bar=True, logger=False)

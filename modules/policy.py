@@ -290,16 +290,24 @@ class Policy(nn.Module):
     def token_logps(
         self, prompts: list[list[int]], completions: list[list[int]], values: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probabilities of one completion per prompt, in one forward pass.
+        """Per-token log-probabilities of one completion per prompt. Differentiable.
 
-        Rows are laid out ``[left padding][prompt][completion][right padding]`` with every prompt
+        When prompts repeat (the seats of a game reading the same position, G games from one start,
+        G samples of one prompt), each distinct prompt runs once and its key/value cache is shared by
+        its completions (:meth:`_shared_token_logps`): a batch of short answers to a few long prompts
+        then costs about the distinct prompts' tokens, not every row's. Otherwise one forward pass:
+        rows are laid out ``[left padding][prompt][completion][right padding]`` with every prompt
         ending in the same column, so the completions occupy the last ``L`` columns and vocabulary
-        logits are computed only there (``logits_to_keep``). Differentiable.
+        logits are computed only there (``logits_to_keep``).
 
         Returns:
             ``(logps # [N, L], mask # [N, L] bool, values # [N] or None)``: the value head's estimate at
             each prompt's last token when ``values`` and the policy has a value head.
         """
+        index: dict[tuple[int, ...], int] = {}
+        rows = [index.setdefault(tuple(p), len(index)) for p in prompts]
+        if len(index) < len(prompts):
+            return self._shared_token_logps([list(p) for p in index], rows, completions, values)
         n = len(prompts)
         width_p = max(len(p) for p in prompts)
         length = max(len(c) for c in completions)
@@ -326,6 +334,36 @@ class Policy(nn.Module):
         logps = (logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)).masked_fill(~cmask, 0.0)
         vals = self._values(out.hidden_states[-1][:, width_p - 1]) if want else None
         return logps, cmask, vals
+
+    def _shared_token_logps(
+        self, distinct: list[list[int]], rows: list[int], completions: list[list[int]], values: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`token_logps` with each of the ``distinct`` prompts run once; ``rows[i]`` is the
+        distinct prompt of completion ``i``. The prompts' cache is gathered per completion (the
+        gradient flows back through it to the prompt pass), then the completions run on it."""
+        n, length = len(completions), max(len(c) for c in completions)
+        cand = torch.full((n, length), self.pad_id, dtype=torch.long)
+        cmask = torch.zeros((n, length), dtype=torch.bool)
+        for i, c in enumerate(completions):
+            cand[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            cmask[i, : len(c)] = True
+        cand, cmask = cand.to(self.device), cmask.to(self.device)
+        sel = torch.tensor(rows, dtype=torch.long, device=self.device)
+        last, cache, pmask, vals = self._prefill(distinct, values=True)  # last: [U, V]
+        last = last[sel]  # [N, V]
+        first = last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)  # [N, 1]
+        parts = [first]
+        if length > 1:
+            cache.reorder_cache(sel)
+            pmask = pmask[sel]
+            attn = torch.cat([pmask, cmask[:, :-1].long()], dim=1)
+            pos = pmask.sum(-1, keepdim=True) + torch.arange(length - 1, device=self.device)[None]
+            logits = self.model(
+                input_ids=cand[:, :-1], attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+            ).logits.float()  # [N, L-1, V]
+            parts.append(logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1))
+        logps = torch.cat(parts, dim=1).masked_fill(~cmask, 0.0)
+        return logps, cmask, (vals[sel] if values and vals is not None else None)
 
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from callbacks import IterationSchedule, Tournament, TournamentCallback
-from callbacks.tournament import compare
+from callbacks.tournament import compare, summary_line
 from datamodules.metrics import wilson_interval
 from modules.errors import ConfigError
 
@@ -166,3 +166,50 @@ def test_callback_prints_and_writes_the_comparison_at_fit_end(tmp_path, caplog):
     report = json.loads((tmp_path / "reports" / "tournament_comparison.json").read_text())
     assert (report["before"], report["after"]) == ("start", "epoch001")
     assert report["comparison"]["score"]["random"]["p_value"] == pytest.approx(2 / 1024)
+
+
+def test_compare_on_wins_for_a_game_nobody_can_lose():
+    """In a cooperative game every game is a non-loss; the success compared is the win (shared
+    reward earned), and the summary line says so."""
+    before = _entry("start", {"self": [False] * 12 + [True] * 4})
+    after = _entry("epoch009", {"self": [True] * 16})
+    for entry in (before, after):
+        for game in entry["games"]["score"]["self"].values():
+            game["win"], game["non_loss"] = game["non_loss"], True
+    assert compare(before, after)["score"]["self"]["b"] + compare(before, after)["score"]["self"]["c"] == 0
+    row = compare(before, after, rate="win")["score"]["self"]
+    assert (row["rate"], row["win_before"], row["win_after"], row["c"]) == ("win", 0.25, 1.0, 12)
+    assert summary_line("score", "self", row).startswith("score vs self: win 0.25 [0.10, 0.49] -> 1.00")
+    with pytest.raises(ConfigError, match="rate must be non_loss or win"):
+        compare(before, after, rate="loss")
+
+
+def test_the_success_rate_is_the_win_rate_where_no_game_can_be_lost():
+    assert Tournament("lightspiel/LewisSignaling-v0", {}, ["self"]).success == "win"
+    assert Tournament("lightspiel/TicTacToe-v0", {}, ["random"]).success == "non_loss"
+
+
+class _FirstLegal:
+    def act(self, observations, mode="score", greedy=False, temperature=None):
+        return [SimpleNamespace(index=0, text=o["legal_actions"][0], logp=None) for o in observations]
+
+
+def test_a_tournament_sized_by_precision_stops_at_the_first_chunk_precise_enough():
+    """Chunks of 4 games (seats alternating) until the non-loss interval is within +-0.2, at most 40."""
+    tournament = Tournament(
+        "lightspiel/TicTacToe-v0", {}, ["random"], num_games=40, num_envs=4, ci_half_width=0.2
+    )
+    played = tournament.play(_FirstLegal())
+    metrics = played["results"]["score"]["random"]
+    games = played["games"]["score"]["random"]
+    n = int(metrics["episodes"])
+    assert n % 4 == 0 and 4 <= n < 40 and list(games) == [str(tournament.seed + i) for i in range(n)]
+    assert (metrics["non_loss_rate_high"] - metrics["non_loss_rate_low"]) / 2 <= 0.2
+    # One chunk fewer was not precise enough (the same games' outcomes, counted by hand).
+    first = [g["non_loss"] for g in list(games.values())[: n - 4]]
+    low, high = wilson_interval(sum(first), len(first)) if first else (0.0, 1.0)
+    assert (high - low) / 2 > 0.2
+    fixed = Tournament("lightspiel/TicTacToe-v0", {}, ["random"], num_games=12, num_envs=4)
+    assert fixed.play(_FirstLegal())["results"]["score"]["random"]["episodes"] == 12
+    with pytest.raises(ConfigError, match="ci_half_width must be in"):
+        Tournament("lightspiel/TicTacToe-v0", {}, ["random"], ci_half_width=0.7)

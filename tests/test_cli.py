@@ -43,6 +43,13 @@ def test_two_step_fit_writes_checkpoint_events_and_data(tmp_path, tiny_config):
     held_out = read_jsonl(folder / "pairs_eval.jsonl", PreferencePair)  # may be empty with 6 games
     assert train and not {p.state_key for p in train} & {p.state_key for p in held_out}
     assert (run / "reports" / "tournament_start.json").exists()
+    # Games a person can read in TensorBoard's text tab: the tournament's and the iteration's.
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    texts = {t: acc.Tensors(t) for t in acc.Tags()["tensors"] if t.endswith("games/text_summary")}
+    assert {"eval/score/random/games/text_summary", "rollout/games/text_summary"} <= set(texts)
+    game = texts["eval/score/random/games/text_summary"][0].tensor_proto.string_val[0].decode()
+    assert "lightspiel/TicTacToe-v0" in game and "reads:" in game and "Result: seat 0:" in game
 
 
 def test_resume_continues_at_the_saved_iteration_with_the_saved_callback_state(tmp_path, tiny_config):

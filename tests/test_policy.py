@@ -188,3 +188,33 @@ def test_sampled_token_logps_equal_the_training_pass(tiny_policy, mode):
         for a in actions:
             assert a.token_ids[-1] == tiny_policy.eos_id or len(a.token_ids) == tiny_policy.max_new_tokens
             assert tiny_policy.eos_id not in a.token_ids[:-1]
+
+
+def test_repeated_prompts_run_once_with_the_same_logps_values_and_gradients(tiny_policy):
+    """Rows sharing a prompt (both seats of one position, G games from one start) share its pass; the
+    per-token log-probabilities, values and LoRA gradients equal those of each row run alone."""
+    _lora_b_nonzero(tiny_policy)
+    tiny_policy.add_value_head()
+    p, q = tiny_policy.prompt_ids(PROMPT), tiny_policy.prompt_ids("short")
+    prompts = [p, q, p, p]
+    completions = [tiny_policy.completion_ids(t) for t in ("5", "12 then 3", "I would say 9", "1")]
+
+    def grads():
+        return {n: w.grad.clone() for n, w in tiny_policy.named_parameters() if w.grad is not None}
+
+    tiny_policy.zero_grad()
+    shared, mask, values = tiny_policy.token_logps(prompts, completions, values=True)
+    (shared.sum() + values.sum()).backward()
+    shared_grads = grads()
+    tiny_policy.zero_grad()
+    for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+        alone, alone_mask, alone_value = tiny_policy.token_logps([prompt], [completion], values=True)
+        n = len(completion)
+        assert mask[i].sum() == n and alone_mask.sum() == n
+        assert_close(shared[i, :n], alone[0, :n], rtol=1e-5, atol=1e-5)
+        assert_close(values[i], alone_value[0], rtol=1e-5, atol=1e-5)
+        (alone.sum() + alone_value.sum()).backward()
+    alone_grads = grads()
+    assert shared_grads.keys() == alone_grads.keys() and any("lora_A" in k for k in shared_grads)
+    for name, grad in shared_grads.items():
+        assert_close(grad, alone_grads[name], rtol=1e-4, atol=1e-6)

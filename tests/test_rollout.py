@@ -142,3 +142,17 @@ def test_a_reused_run_folder_does_not_feed_another_games_episodes(tiny_policy, t
     )
     eps = other.episodes(tiny_policy)
     assert len(eps) == 4 and {e.env_id for e in eps} == {"lightspiel/ConnectFour-v0"}
+
+
+def test_env_options_given_as_command_line_strings_are_read_as_yaml_scalars():
+    """``--data.init_args.env_kwargs.illegal_penalty 1.5`` reaches the env as a string; numbers,
+    booleans and null are read as YAML reads them, other strings stay strings, bad values still fail."""
+    from datamodules.rollout import make_env
+
+    env = make_env(
+        "lightspiel/TicTacToe-v0",
+        {"illegal_penalty": "1.5", "max_turns": "null", "mcts_simulations": "7", "opponent": "random"},
+    ).unwrapped
+    assert (env.illegal_penalty, env.max_turns, env.mcts_simulations) == (1.5, None, 7)
+    with pytest.raises(ConfigError, match="illegal_penalty must be a finite number; got 'lots'"):
+        make_env("lightspiel/TicTacToe-v0", {"illegal_penalty": "lots"})
