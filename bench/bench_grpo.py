@@ -7,7 +7,8 @@ One step = sample ``group_size`` free-text answers for each of ``prompts`` tic-t
 it, else 0), compute group-normalised advantages and take one optimizer step on the clipped objective
 with a k3 KL to the adapter-disabled reference (``beta``). Both sides use the same base model, dtype,
 LoRA (rank, alpha, all linear layers), chat template with the same system prompt, completion length,
-temperature and group size. TRL's step is its ``GRPOTrainer.train()`` wall time divided by its steps
+temperature and group size, gradient checkpointing off on both (TRL's GRPO turns it on by default).
+TRL's step is its ``GRPOTrainer.train()`` wall time divided by its steps
 (it includes TRL's generation, reward call, reference pass and backward); lightspiel's is
 ``Policy.act`` (generate, per-token log-probs recorded while sampling) + ``group_advantages`` +
 ``GRPO.training_step`` + backward + optimizer step, the same work the on-policy datamodule and the
@@ -140,6 +141,7 @@ def bench_trl(model_dir: str, states: list, system_prompt: str, args) -> dict:
             bf16=args.dtype == "bfloat16",
             dataloader_num_workers=0,
             shuffle_dataset=False,
+            gradient_checkpointing=False,  # TRL's GRPO default is on; lightspiel does not checkpoint
         )
         lora = LoraConfig(
             r=LORA["lora_r"], lora_alpha=LORA["lora_alpha"], target_modules="all-linear", task_type="CAUSAL_LM"

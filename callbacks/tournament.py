@@ -7,7 +7,7 @@ report per evaluation under ``<run>/reports/``.
 Figures come from :class:`datamodules.metrics.OutcomeRates` (torchmetrics): every rate carries its 95%
 Wilson interval as ``<rate>_low``/``<rate>_high`` and the mean return its t-interval. Each report also
 keeps the per-game outcomes by seed, so two evaluations on the same seeds can be compared game by game
-(:func:`compare`, McNemar on non-loss); the callback prints that comparison of its first and last
+(:func:`compare`, McNemar on non-loss, or on wins in a game nobody can lose); the callback prints that comparison of its first and last
 evaluation at the end of fit.
 """
 
@@ -93,9 +93,9 @@ class Tournament:
             ``{"results": {mode: {opponent: metrics}}, "games": {mode: {opponent: {seed: game}}}}``.
             ``metrics`` are :class:`OutcomeRates` figures with their intervals, ``games_per_s`` and
             per-seat ``seat<k>_win_rate``/``_non_loss_rate``/``_mean_return`` (with intervals); ``game``
-            is ``{"seat", "result" (win/draw/loss), "non_loss", "return"}`` of the learner, keyed by
-            the seed as a string (JSON keys). ``"samples"``: ``{mode: {opponent: [Episode]}}``, the
-            first two games this rank played (one per seat where both were played), for transcripts.
+            is ``{"seat", "result" (win/draw/loss), "non_loss", "win", "return"}`` of the learner,
+            keyed by the seed as a string (JSON keys). ``"samples"``: ``{mode: {opponent:
+            [Episode]}}``, the first two games this rank played, for transcripts.
         """
         results: dict = {}
         games: dict = {}
@@ -123,10 +123,11 @@ class Tournament:
 
     def _chunks(self) -> list[range]:
         """Game indices in the order they are played: all at once, or (sized by precision) in
-        chunks of ``num_envs`` (rounded up to even, so each chunk plays both seats equally)."""
+        chunks of ``num_envs`` per rank (rounded up to even, so each chunk plays both seats equally)."""
         if self.ci_half_width is None:
             return [range(self.num_games)]
-        step = max(2, self.num_envs + self.num_envs % 2)
+        step = self.num_envs * self._ranks()[1]
+        step = max(2, step + step % 2)
         return [range(i, min(i + step, self.num_games)) for i in range(0, self.num_games, step)]
 
     def _precise_enough(self, metrics: dict[str, float]) -> bool:
@@ -375,7 +376,8 @@ class TournamentCallback(L.Callback):
             trainer.logger.log_metrics(flat, step=trainer.global_step)
             for mode, by_opp in played["samples"].items():
                 for opp, sample in by_opp.items():
-                    log_transcripts(trainer.logger, f"{self._prefix}/{mode}/{opp}/games", sample, trainer.global_step)
+                    for logger in trainer.loggers:
+                        log_transcripts(logger, f"{self._prefix}/{mode}/{opp}/games", sample, trainer.global_step)
         if trainer.is_global_zero:
             write_json_atomic(self._report(trainer, label), entry)
             write_json_atomic(self._report(trainer, "history"), self.history)
@@ -417,7 +419,8 @@ class TournamentCallback(L.Callback):
             self.evaluate(trainer, pl_module, f"epoch{epoch:03d}")
 
     def state_dict(self) -> dict:
-        return {"history": self.history}
+        return {"history": self.history, "success": self.success}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
+        self.success = state_dict.get("success", self.success)

@@ -133,6 +133,11 @@ class OnPolicyDataModule(L.LightningDataModule):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--data.{name} must be an int >= 1, got {value!r}")
+        if grouping == "start" and group_size < 2:
+            raise ConfigError(
+                f"--data.group_size must be >= 2 with grouping: start (a group of one game has no "
+                f"baseline: its advantage is always 0), got {group_size}"
+            )
         if temperature is not None and temperature <= 0:
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
         make_env(env, {**(env_kwargs or {}), "opponent": (opponents or ["random"])[0]}).close()
@@ -284,12 +289,13 @@ class OnPolicyDataModule(L.LightningDataModule):
         if self._built != self.iteration:
             self.build(getattr(module, "policy", None), module)
             self._built = self.iteration
-        if self.trainer is not None and self.trainer.logger is not None:
-            metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
-            metrics["rollout/rows"] = float(len(self.rows))
-            metrics["rollout/epoch"] = float(self.iteration)
-            self.trainer.logger.log_metrics(metrics, step=self.trainer.global_step)
-            log_transcripts(self.trainer.logger, "rollout/games", self.last_episodes, self.trainer.global_step)
+            if self.trainer is not None:  # once per rollout, to every logger
+                metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
+                metrics["rollout/rows"] = float(len(self.rows))
+                metrics["rollout/epoch"] = float(self.iteration)
+                for logger in self.trainer.loggers:
+                    logger.log_metrics(metrics, step=self.trainer.global_step)
+                    log_transcripts(logger, "rollout/games", self.last_episodes, self.trainer.global_step)
         keys = [r["group"] if self.grouping != "none" else r["episode_id"] for r in self.rows]
         sampler = GroupBatchSampler(keys, self.batch_size, shuffle=True, passes=self.ppo_epochs)
         return DataLoader(self.rows, batch_sampler=sampler, collate_fn=_collate)

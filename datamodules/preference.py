@@ -234,8 +234,11 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle
         pairs = build_pairs(episodes, self.strategy, **kwargs)
-        system = getattr(policy, "system_prompt", None)
-        for pair in pairs:  # the chat the pairs are trained in, written with them (TRL reads the same)
+        # The chat the pairs are trained in, written with them (TRL reads the same); a model without a
+        # chat template gets no system message.
+        chat = policy is not None and bool(getattr(policy.tokenizer, "chat_template", None))
+        system = policy.system_prompt if chat else None
+        for pair in pairs:
             pair.system = system
         self.train_pairs, self.eval_pairs = split_pairs(pairs, self.eval_ratio, self.seed)
         folder = self.iteration_dir()
@@ -252,8 +255,7 @@ class PreferenceDataModule(L.LightningDataModule):
         if self._built != self.iteration:
             module = self.trainer.lightning_module if self.trainer is not None else None
             self.build(getattr(module, "policy", None))
-            logger = self.trainer.logger if self.trainer is not None else None
-            if logger is not None:
+            for logger in self.trainer.loggers if self.trainer is not None else []:
                 metrics = {f"rollout/{k}": v for k, v in self.rollout_metrics.items()}
                 metrics["rollout/pairs_train"] = float(len(self.train_pairs))
                 metrics["rollout/iteration"] = float(self.iteration)

@@ -15,14 +15,16 @@ Each wave sends all waiting observations of one policy player to one ``act`` cal
 
 from __future__ import annotations
 
+import json
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium
 import numpy as np
-import yaml
+from gymnasium.envs.registration import load_env_creator
 from tqdm.auto import tqdm
 
 import envs  # noqa: F401  (registers the lightspiel/* ids)
@@ -38,14 +40,31 @@ class RolloutResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _yaml_scalar(value):
-    if not isinstance(value, str):
-        return value
+def _accepts_str(hint) -> bool:
+    return hint is str or hint is typing.Any or str in typing.get_args(hint)
+
+
+def _typed_options(env_id: str, env_kwargs: dict) -> dict:
+    """Options given on the command line (``--data.init_args.env_kwargs.illegal_penalty 1.0``) arrive
+    as strings, as jsonargparse leaves a free-form dict's values: a string for an option the env does
+    not take as a string (by its constructor's annotations) is read as a JSON scalar (``1.0``,
+    ``1e-3``, ``7``, ``true``, ``null``); string options (``game: "2048"``) and anything else stay."""
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
-    return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+        entry = gymnasium.spec(env_id).entry_point
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        hints = typing.get_type_hints(creator.__init__)
+    except Exception:  # an env without readable annotations: leave its options alone
+        return dict(env_kwargs)
+    out = {}
+    for key, value in env_kwargs.items():
+        if isinstance(value, str) and key in hints and not _accepts_str(hints[key]):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = value
+            value = parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+        out[key] = value
+    return out
 
 
 def make_env(env_id: str, env_kwargs: dict | None = None) -> gymnasium.Env:
@@ -54,10 +73,7 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> gymnasium.Env:
         ours = [k for k in gymnasium.registry if k.startswith("lightspiel/")]
         hint = did_you_mean(env_id, ours) or f"; registered: {', '.join(ours)}"
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
-    # Options given on the command line (``--data.init_args.env_kwargs.illegal_penalty 1.0``) arrive
-    # as strings, as jsonargparse leaves a free-form dict's values: read numbers, booleans and null as
-    # YAML would; any other string stays a string.
-    kwargs = {k: _yaml_scalar(v) for k, v in (env_kwargs or {}).items()}
+    kwargs = _typed_options(env_id, env_kwargs or {})
     try:
         return gymnasium.make(env_id, disable_env_checker=True, **kwargs)
     except (gymnasium.error.Error, ValueError) as err:

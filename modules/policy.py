@@ -349,7 +349,10 @@ class Policy(nn.Module):
             cmask[i, : len(c)] = True
         cand, cmask = cand.to(self.device), cmask.to(self.device)
         sel = torch.tensor(rows, dtype=torch.long, device=self.device)
-        last, cache, pmask, vals = self._prefill(distinct, values=True)  # last: [U, V]
+        if values:
+            last, cache, pmask, vals = self._prefill(distinct, values=True)  # last: [U, V]
+        else:
+            (last, cache, pmask), vals = self._prefill(distinct), None
         last = last[sel]  # [N, V]
         first = last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)  # [N, 1]
         parts = [first]
@@ -363,7 +366,7 @@ class Policy(nn.Module):
             ).logits.float()  # [N, L-1, V]
             parts.append(logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1))
         logps = torch.cat(parts, dim=1).masked_fill(~cmask, 0.0)
-        return logps, cmask, (vals[sel] if values and vals is not None else None)
+        return logps, cmask, (vals[sel] if vals is not None else None)
 
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]

@@ -226,6 +226,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         games = _games()
         rates = update_from_episodes(OutcomeRates(), games[rank::world]).compute()
         played = _tournament().play(_FirstLegal())
+        assert len(played.pop("samples")["score"]["random"]) == 2  # games for transcripts, not JSON
         out = {"rates": rates, "played": played}
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(out))
         # Both ranks leave the last collective before either closes its connections: a rank that

@@ -145,6 +145,7 @@ def test_a_group_never_straddles_two_batches():
         ({"grouping": "gme"}, "did you mean 'game'"),
         ({"mode": "generat"}, "did you mean 'generate'"),
         ({"ppo_epochs": 0}, "--data.ppo_epochs"),
+        ({"grouping": "start", "group_size": 1}, "--data.group_size must be >= 2 with grouping: start"),
         ({"env": "lightspiel/TicTacToo-v0"}, "did you mean 'lightspiel/TicTacToe-v0'"),
     ],
 )

@@ -144,15 +144,20 @@ def test_a_reused_run_folder_does_not_feed_another_games_episodes(tiny_policy, t
     assert len(eps) == 4 and {e.env_id for e in eps} == {"lightspiel/ConnectFour-v0"}
 
 
-def test_env_options_given_as_command_line_strings_are_read_as_yaml_scalars():
-    """``--data.init_args.env_kwargs.illegal_penalty 1.5`` reaches the env as a string; numbers,
-    booleans and null are read as YAML reads them, other strings stay strings, bad values still fail."""
-    from datamodules.rollout import make_env
+def test_env_options_given_as_command_line_strings_are_read_by_the_option_type():
+    """``--data.init_args.env_kwargs.illegal_penalty 1.5`` reaches the env as a string; an option the
+    env does not take as a string is read as a JSON scalar, string options stay strings (a game named
+    "2048" is a game), bad values still fail with the option named."""
+    from datamodules.rollout import _typed_options, make_env
 
     env = make_env(
         "lightspiel/TicTacToe-v0",
-        {"illegal_penalty": "1.5", "max_turns": "null", "mcts_simulations": "7", "opponent": "random"},
+        {"illegal_penalty": "1e-3", "max_turns": "null", "mcts_simulations": "7", "opponent": "random"},
     ).unwrapped
-    assert (env.illegal_penalty, env.max_turns, env.mcts_simulations) == (1.5, None, 7)
+    assert (env.illegal_penalty, env.max_turns, env.mcts_simulations) == (0.001, None, 7)
+    assert _typed_options("lightspiel/TicTacToe-v0", {"game": "2048", "render_mode": "null"}) == {
+        "game": "2048",
+        "render_mode": "null",
+    }
     with pytest.raises(ConfigError, match="illegal_penalty must be a finite number; got 'lots'"):
         make_env("lightspiel/TicTacToe-v0", {"illegal_penalty": "lots"})
