@@ -89,6 +89,7 @@ def bench_trl(model_dir: str, pairs: list, system_prompt: str, dtype: str, steps
             use_cpu=True,
             bf16=dtype == "bfloat16",
             dataloader_num_workers=0,
+            gradient_checkpointing=False,  # TRL's DPO default is on; lightspiel does not checkpoint
         )
         lora = LoraConfig(
             r=LORA["lora_r"],
