@@ -237,3 +237,19 @@ def test_grpo_role_baselines_survive_a_resume(tmp_path, tiny_config):
     cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--ckpt_path=last"])
     second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["lightspiel_role_baselines"]
     assert second["counts"] == {"tic_tac_toe|0": 2, "tic_tac_toe|1": 2}  # updated once more, not reset
+
+
+def test_cooperative_grpo_config_fits_and_compares_wins(tmp_path, tiny_config):
+    """The shipped cooperative config, shrunk: G games per start, both seats trained, and the
+    tournament compares the win (shared reward earned), since nobody can lose this game."""
+    cfg, run = _fit_config(tmp_path, tiny_config, "cooperative_grpo_selfplay.yaml", num_episodes=3)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1"])
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    episodes = [json.loads(x) for x in (run / "iter_000" / "episodes.jsonl").read_text().splitlines()]
+    assert len(episodes) == 3 * 2  # 3 starts x group_size 2 (the tiny size)
+    assert len({e["seed"] for e in episodes}) == 3
+    assert all({t["seat"] for t in e["turns"] if t["learner"]} == {0, 1} for e in episodes)
+    report = json.loads((run / "reports" / "tournament_comparison.json").read_text())
+    row = report["comparison"]["generate"]["self"]
+    assert report["rate"] == "win" and row["rate"] == "win" and "win_before" in row
