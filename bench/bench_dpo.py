@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datamodules import RolloutEngine, oracle_pairs  # noqa: E402
 from datamodules.preference import StateBatchSampler  # noqa: E402
+from datamodules.records import write_json_atomic  # noqa: E402
 from modules.dpo import DPO  # noqa: E402
 from modules.policy import Policy  # noqa: E402
 
@@ -140,18 +141,15 @@ def main() -> None:
         from modules.policy import resolve_model
 
         report["trl"] = bench_trl(
-            resolve_model(args.model), pairs, policy.system_prompt, args.dtype, args.trl_steps
+            resolve_model(args.model), pairs, policy.system_message, args.dtype, args.trl_steps
         )
         ours = report["lightspiel"]["cached_reference"]["pairs_per_s"]
         report["speedup_vs_trl"] = round(ours / report["trl"]["pairs_per_s"], 2)
         report["speedup_vs_trl_cold_reference"] = round(
             report["lightspiel"]["cold_reference"]["pairs_per_s"] / report["trl"]["pairs_per_s"], 2
         )
-    text = json.dumps(report, indent=2)
-    out = Path(f"bench/results/dpo_{args.dtype}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
-    print(text)
+    write_json_atomic(f"bench/results/dpo_{args.dtype}.json", report)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402,F401  (registers the ids)
+from datamodules.records import write_json_atomic  # noqa: E402
 from modules.grpo import GRPO  # noqa: E402
 from modules.losses import group_advantages  # noqa: E402
 from modules.policy import Policy, resolve_model  # noqa: E402
@@ -209,15 +210,12 @@ def main() -> None:
         "lightspiel": bench_lightspiel(policy, states, args.group_size, args.steps, args.beta),
     }
     if not args.no_trl:
-        report["trl"] = bench_trl(resolve_model(args.model), states, policy.system_prompt, args)
+        report["trl"] = bench_trl(resolve_model(args.model), states, policy.system_message, args)
         report["speedup_vs_trl"] = round(
             report["trl"]["seconds_per_step"] / report["lightspiel"]["seconds_per_step"], 2
         )
-    text = json.dumps(report, indent=2)
-    out = Path(f"bench/results/grpo_{args.dtype}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
-    print(text)
+    write_json_atomic(f"bench/results/grpo_{args.dtype}.json", report)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -78,9 +78,10 @@ class Tournament:
             check_mode(mode, "tournament modes")
         self.num_games, self.seed, self.num_envs = num_games, seed, num_envs
         self.distributed = distributed
-        game = make_env(self.env, self.env_kwargs).unwrapped.game
+        env = make_env(self.env, self.env_kwargs)
         #: ``"non_loss"``, or ``"win"`` where no game can be lost (the figure compared and sized on).
-        self.success = "win" if game.min_utility() >= 0 else "non_loss"
+        self.success = "win" if env.unwrapped.game.min_utility() >= 0 else "non_loss"
+        env.close()
 
     def run(self, policy) -> dict[str, dict[str, dict[str, float]]]:
         """``{mode: {opponent: metrics}}`` (see :meth:`play`)."""
@@ -146,23 +147,20 @@ class Tournament:
         episodes: list[Episode] = []
         start = time.perf_counter()
         for chunk in self._chunks():
-            mine = list(chunk)[rank::world]  # game indices of this rank
-            if not mine:  # a short last chunk on many ranks: this rank still joins the sync below
-                overall.update(returns=[])
-                if self._precise_enough(overall.compute()):
-                    break
-                continue
-            played = engine.play(
-                policy,
-                [self.seed + i for i in mine],
-                mode=mode,
-                greedy=True,
-                # Seats follow the global game index; in self-play the learner holds every seat.
-                reset_options=None if opponent == "self" else lambda k, mine=mine: _alternate_seats(mine[k]),
-                progress=f"tournament ({mode}) vs {opponent}",
-            )
-            episodes += played.episodes
-            update_from_episodes(overall, played.episodes)
+            mine = list(chunk)[rank::world]  # game indices of this rank (none in a short last chunk)
+            played = []
+            if mine:
+                played = engine.play(
+                    policy,
+                    [self.seed + i for i in mine],
+                    mode=mode,
+                    greedy=True,
+                    # Seats follow the global game index; in self-play the learner holds every seat.
+                    reset_options=None if opponent == "self" else lambda k, mine=mine: _alternate_seats(mine[k]),
+                    progress=f"tournament ({mode}) vs {opponent}",
+                ).episodes
+            episodes += played
+            update_from_episodes(overall, played)  # every rank updates and syncs, with games or not
             # Every rank sees the same summed figures, so every rank stops after the same chunk.
             if self._precise_enough(overall.compute()):
                 break

@@ -234,10 +234,8 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle
         pairs = build_pairs(episodes, self.strategy, **kwargs)
-        # The chat the pairs are trained in, written with them (TRL reads the same); a model without a
-        # chat template gets no system message.
-        chat = policy is not None and bool(getattr(policy.tokenizer, "chat_template", None))
-        system = policy.system_prompt if chat else None
+        # The chat the pairs are trained in, written with them (TRL reads the same).
+        system = getattr(policy, "system_message", None)
         for pair in pairs:
             pair.system = system
         self.train_pairs, self.eval_pairs = split_pairs(pairs, self.eval_ratio, self.seed)

@@ -242,13 +242,19 @@ class Policy(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def system_message(self) -> str | None:
+        """The system message the prompts carry: ``system_prompt`` where the model has a chat
+        template, else None (a plain prompt has nowhere to put it)."""
+        return self.system_prompt if self.tokenizer.chat_template else None
+
     def prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a user prompt, wrapped in the chat template when the model has one."""
         tok = self.tokenizer
         if tok.chat_template:
             messages = [{"role": "user", "content": prompt}]
-            if self.system_prompt is not None:
-                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            if self.system_message is not None:
+                messages.insert(0, {"role": "system", "content": self.system_message})
             text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             return tok(text, add_special_tokens=False).input_ids
         return tok(prompt).input_ids
@@ -339,8 +345,7 @@ class Policy(nn.Module):
         self, distinct: list[list[int]], rows: list[int], completions: list[list[int]], values: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`token_logps` with each of the ``distinct`` prompts run once; ``rows[i]`` is the
-        distinct prompt of completion ``i``. The prompts' cache is gathered per completion (the
-        gradient flows back through it to the prompt pass), then the completions run on it."""
+        distinct prompt of completion ``i`` (see :meth:`_continue`)."""
         n, length = len(completions), max(len(c) for c in completions)
         cand = torch.full((n, length), self.pad_id, dtype=torch.long)
         cmask = torch.zeros((n, length), dtype=torch.bool)
@@ -350,12 +355,20 @@ class Policy(nn.Module):
         cand, cmask = cand.to(self.device), cmask.to(self.device)
         sel = torch.tensor(rows, dtype=torch.long, device=self.device)
         if values:
-            last, cache, pmask, vals = self._prefill(distinct, values=True)  # last: [U, V]
+            last, cache, pmask, vals = self._prefill(distinct, values=True)
         else:
             (last, cache, pmask), vals = self._prefill(distinct), None
+        logps = self._continue(last, cache, pmask, sel, cand, cmask)
+        return logps, cmask, (vals[sel] if vals is not None else None)
+
+    def _continue(self, last, cache, pmask, sel, cand, cmask) -> torch.Tensor:
+        """Per-token log-probabilities (# [N, L], 0 where ``cmask`` is false) of completions ``cand``
+        (# [N, L]) after prefilled prompts: completion ``i`` continues prompt ``sel[i]``, whose
+        next-token logits are ``last`` (# [U, V]) and whose key/value ``cache`` is gathered per
+        completion (repeated indices allowed; the gradient flows back to the prompt pass)."""
         last = last[sel]  # [N, V]
-        first = last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)  # [N, 1]
-        parts = [first]
+        parts = [last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)]  # [N, 1]
+        length = cand.shape[1]
         if length > 1:
             cache.reorder_cache(sel)
             pmask = pmask[sel]
@@ -365,8 +378,7 @@ class Policy(nn.Module):
                 input_ids=cand[:, :-1], attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
             ).logits.float()  # [N, L-1, V]
             parts.append(logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1))
-        logps = torch.cat(parts, dim=1).masked_fill(~cmask, 0.0)
-        return logps, cmask, (vals[sel] if vals is not None else None)
+        return torch.cat(parts, dim=1).masked_fill(~cmask, 0.0)
 
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
@@ -390,22 +402,9 @@ class Policy(nn.Module):
         cand, cmask, present = cand.to(self.device), cmask.to(self.device), present.to(self.device)
 
         last, cache, pmask = self._prefill(prompts)  # [B, V]
-        first = last.gather(-1, cand[:, :, 0]) - last.logsumexp(-1, keepdim=True)  # [B, K]
-        logps = first
-        if length > 1:
-            cache.batch_repeat_interleave(k)
-            inputs = cand[:, :, :-1].reshape(bsz * k, length - 1)
-            attn = torch.cat(
-                [pmask.repeat_interleave(k, 0), cmask[:, :, :-1].reshape(bsz * k, length - 1).long()], dim=1
-            )
-            start = pmask.sum(-1).repeat_interleave(k)[:, None]
-            pos = start + torch.arange(length - 1, device=self.device)[None]
-            logits = self.model(
-                input_ids=inputs, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
-            ).logits.float()  # [B*K, L-1, V]
-            targets = cand[:, :, 1:].reshape(bsz * k, length - 1, 1)
-            rest = (logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1)).view(bsz, k, length - 1)
-            logps = logps + (rest * cmask[:, :, 1:]).sum(-1)
+        sel = torch.arange(bsz, device=self.device).repeat_interleave(k)  # candidate -> its prompt
+        flat = self._continue(last, cache, pmask, sel, cand.view(bsz * k, length), cmask.view(bsz * k, length))
+        logps = flat.view(bsz, k, length).sum(-1)
         return logps.masked_fill(~present, float("-inf"))
 
     @contextlib.contextmanager
