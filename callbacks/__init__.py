@@ -3,6 +3,7 @@
 from callbacks.curriculum import Curriculum, CurriculumSchedule, Stage
 from callbacks.failure_replay import FailureReplay, ReplayBuffer
 from callbacks.iterative import IterationSchedule, IterativeRegeneration
+from callbacks.reasoning_eval import ReasoningEval
 from callbacks.tournament import Tournament, TournamentCallback
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "FailureReplay",
     "IterationSchedule",
     "IterativeRegeneration",
+    "ReasoningEval",
     "ReplayBuffer",
     "Stage",
     "Tournament",

@@ -10,6 +10,15 @@ Strategies:
   where the game is small enough to solve, and MCTS otherwise.
 Both also prefer the best-known legal action to any illegal or unparseable answer seen at that state,
 which is what teaches a generating model to stay legal.
+
+For the reasoning envs (answers are free text; each turn carries the env's ``verdict``):
+- ``correctness`` (seed 003): among the answers sampled for one prompt, each correct answer is
+  preferred to each incorrect or unparsed one; then, among correct answers, a higher-scoring one
+  (the verdict's ``reward``: correctness plus format and length terms) to a lower one when the gap
+  is at least ``margin``. Correctness always comes first, whatever the shaping terms say.
+- ``validity`` (seed 004): proofs of one problem ranked by their share of solver-valid steps; the
+  higher is preferred when the gap is at least ``min_validity_gap``, and with
+  ``require_valid_winner`` only a proof whose every step is valid may win.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import numpy as np
 from datamodules.records import Episode, PreferencePair, Turn
 from modules.errors import ConfigError
 
-STRATEGIES = ("margin", "oracle")
+STRATEGIES = ("margin", "oracle", "correctness", "validity")
 ORACLES = ("auto", "minimax", "mcts")
 
 
@@ -162,11 +171,82 @@ class _OracleValues:
         return mcts_action_values(state, seat, self.simulations, self.rng), "mcts"
 
 
+def _answers(group: list[tuple[Episode, Turn]]) -> dict[str, dict]:
+    """Each distinct answer text of a state with its verdict (the first seen)."""
+    out: dict[str, dict] = {}
+    for _ep, turn in group:
+        if turn.verdict is None:
+            raise ConfigError(
+                "this pair strategy needs the verdicts of a reasoning env (lightspiel/Math-v0, "
+                "lightspiel/LogicProof-v0); these episodes have none"
+            )
+        out.setdefault(turn.completion, turn.verdict)
+    return out
+
+
+def correctness_pairs(
+    episodes: Sequence[Episode], margin: float = 0.1, max_pairs_per_state: int = 4, seed: int = 0
+) -> list[PreferencePair]:
+    """Correct over incorrect answers to one prompt, then better over worse correct ones (see the
+    module docstring)."""
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    rng = random.Random(seed)
+    pairs = []
+    for _key, group in sorted(_groups(episodes).items()):
+        answers = _answers(group)
+        score = {a: float(v["reward"]) for a, v in answers.items()}
+        right = sorted((a for a, v in answers.items() if v.get("correct")), key=lambda a: (-score[a], a))
+        wrong = sorted(a for a, v in answers.items() if not v.get("correct"))
+        found = [(a, b) for a in right for b in wrong]
+        rng.shuffle(found)
+        better = [
+            (a, b) for i, a in enumerate(right) for b in right[i + 1 :] if score[a] - score[b] >= margin
+        ]
+        rng.shuffle(better)
+        for a, b in (found + better)[:max_pairs_per_state]:
+            pairs.append(_pair(group, a, b, score[a], score[b], "correctness"))
+    return pairs
+
+
+def validity_pairs(
+    episodes: Sequence[Episode],
+    min_validity_gap: float = 0.1,
+    require_valid_winner: bool = False,
+    max_pairs_per_state: int = 4,
+    seed: int = 0,
+) -> list[PreferencePair]:
+    """Proofs with a higher share of solver-valid steps over lower ones (see the module docstring)."""
+    if min_validity_gap <= 0:
+        raise ValueError(f"min_validity_gap must be > 0, got {min_validity_gap}")
+    rng = random.Random(seed)
+    pairs = []
+    for _key, group in sorted(_groups(episodes).items()):
+        answers = _answers(group)
+        share = {a: float(v.get("valid_share", 0.0)) for a, v in answers.items()}
+        ranked = sorted(share, key=lambda a: (-share[a], a))
+        found = [
+            (a, b)
+            for i, a in enumerate(ranked)
+            for b in ranked[i + 1 :]
+            if share[a] - share[b] >= min_validity_gap
+            and (not require_valid_winner or answers[a].get("all_valid"))
+        ]
+        rng.shuffle(found)
+        for a, b in found[:max_pairs_per_state]:
+            pairs.append(_pair(group, a, b, share[a], share[b], "validity"))
+    return pairs
+
+
 def build_pairs(episodes: Sequence[Episode], strategy: str = "margin", **kwargs) -> list[PreferencePair]:
     if strategy == "margin":
         return margin_pairs(episodes, **kwargs)
     if strategy == "oracle":
         return oracle_pairs(episodes, **kwargs)
+    if strategy == "correctness":
+        return correctness_pairs(episodes, **kwargs)
+    if strategy == "validity":
+        return validity_pairs(episodes, **kwargs)
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
 
 

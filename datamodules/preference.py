@@ -25,6 +25,7 @@ from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, split_pairs
 from datamodules.records import (
     Episode,
     PreferencePair,
+    SFTExample,
     read_complete_episodes,
     read_jsonl,
     write_jsonl_atomic,
@@ -35,7 +36,7 @@ from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
 
 
-def _collate(batch: list[PreferencePair]) -> list[PreferencePair]:
+def _collate(batch: list) -> list:
     return batch
 
 
@@ -66,11 +67,21 @@ class PreferenceDataModule(L.LightningDataModule):
         temperature: Sampling temperature of rollouts (None: the policy's own). Above 1 explores more
             states, which matters once the policy has sharpened.
         window: Pairs are built from the episodes of the last ``window`` iterations (1: fresh only).
-        strategy: How pairs are built: ``margin`` or ``oracle``.
+        strategy: How pairs are built: ``margin`` or ``oracle`` (games), ``correctness`` or
+            ``validity`` (reasoning envs; see ``datamodules.pairs``).
         oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact), ``mcts``, or ``auto``
             (exact where the game is small enough, MCTS otherwise).
         margin: Minimum score (or value) gap between chosen and rejected.
         max_pairs_per_state: Cap on pairs drawn from one state.
+        samples_per_problem: Games (answers) played from each start: a reasoning env's problem is
+            answered this many times, so that its answers can be compared.
+        min_validity_gap: ``validity`` pairs: least gap in the share of valid proof steps.
+        require_valid_winner: ``validity`` pairs: only a proof whose every step is valid may win.
+        sft_iterations: The first iterations are supervised (SFT on the env's gold completions:
+            worked solutions, or the oracle's moves in games) instead of pairs; with
+            ``IterativeRegeneration(update_reference: true)`` the DPO reference then starts from the
+            SFT model (seed 003: SFT, then DPO against it).
+        sft_examples: Gold examples per SFT iteration.
         eval_ratio: Fraction of states held out for evaluation.
         seed: Seeds the episodes, the pair sampling and the split.
         batch_size: Pairs per training batch (about: a state's pairs stay in one batch).
@@ -92,6 +103,11 @@ class PreferenceDataModule(L.LightningDataModule):
         oracle: str = "auto",
         margin: float = 0.1,
         max_pairs_per_state: int = 2,
+        samples_per_problem: int = 1,
+        min_validity_gap: float = 0.1,
+        require_valid_winner: bool = False,
+        sft_iterations: int = 0,
+        sft_examples: int = 256,
         eval_ratio: float = 0.1,
         seed: int = 0,
         batch_size: int = 8,
@@ -110,11 +126,17 @@ class PreferenceDataModule(L.LightningDataModule):
             ("num_envs", num_envs),
             ("batch_size", batch_size),
             ("max_pairs_per_state", max_pairs_per_state),
+            ("samples_per_problem", samples_per_problem),
+            ("sft_examples", sft_examples),
         ):
             if value < 1:
                 raise ConfigError(f"--data.{name} must be >= 1, got {value}")
         if margin <= 0:
             raise ConfigError(f"--data.margin must be > 0, got {margin}")
+        if min_validity_gap <= 0:
+            raise ConfigError(f"--data.min_validity_gap must be > 0, got {min_validity_gap}")
+        if sft_iterations < 0:
+            raise ConfigError(f"--data.sft_iterations must be >= 0, got {sft_iterations}")
         if not 0.0 <= eval_ratio < 1.0:
             raise ConfigError(f"--data.eval_ratio must be in [0, 1), got {eval_ratio}")
         from envs import OPPONENTS
@@ -132,7 +154,12 @@ class PreferenceDataModule(L.LightningDataModule):
         self.temperature, self.window = temperature, window
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
         self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
+        self.samples_per_problem = samples_per_problem
+        self.min_validity_gap, self.require_valid_winner = min_validity_gap, require_valid_winner
+        self.sft_iterations, self.sft_examples = sft_iterations, sft_examples
         self.batch_size, self._run_dir = batch_size, run_dir
+        self.train_sft: list[SFTExample] = []
+        self.eval_sft: list[SFTExample] = []
         self.iteration = 0
         self._built: int | None = None
         self.last_episodes: list[Episode] = []  # this iteration's games (for transcripts)
@@ -174,40 +201,56 @@ class PreferenceDataModule(L.LightningDataModule):
             and e.mode == self.mode
             and e.opponent == wanted[e.seed]
         ]
-        done = {e.seed for e in have}
-        missing = [s for s in seeds if s not in done]
+        count: dict[int, int] = {}
+        kept = []
+        for e in have:  # at most samples_per_problem games per start count
+            if count.get(e.seed, 0) < self.samples_per_problem:
+                count[e.seed] = count.get(e.seed, 0) + 1
+                kept.append(e)
+        missing = [(s, k) for s in seeds for k in range(count.get(s, 0), self.samples_per_problem)]
         if missing:
             if policy is None:
                 raise RuntimeError("the preference datamodule needs the policy to play episodes")
-            have += self._play(policy, seeds, missing, path)
+            kept += self._play(policy, seeds, missing, path)
         order = {s: i for i, s in enumerate(seeds)}
-        return sorted(have, key=lambda e: order[e.seed])
+        return sorted(kept, key=lambda e: (order[e.seed], e.episode_id))
 
-    def _play(self, policy, seeds: list[int], missing: list[int], path: Path) -> list[Episode]:
-        """Play the missing seeds; seed i of the iteration meets ``opponents[i % len(opponents)]``."""
+    def _play(self, policy, seeds: list[int], missing: list[tuple[int, int]], path: Path) -> list[Episode]:
+        """Play the missing (seed, sample) games; seed i of the iteration meets
+        ``opponents[i % len(opponents)]``; sample k of a seed is tagged ``#k`` when a start is played
+        more than once."""
         opponents = self.opponents or [self._opponent_for(0)]
-        missing_set = set(missing)
+        index = {s: i for i, s in enumerate(seeds)}
         start, played = time.perf_counter(), []
         for k, opponent in enumerate(opponents):
-            mine = [s for i, s in enumerate(seeds) if i % len(opponents) == k and s in missing_set]
+            mine = [(s, j) for s, j in missing if index[s] % len(opponents) == k]
             if not mine:
                 continue
-            kwargs = {**self.env_kwargs, "opponent": opponent}
+            kwargs = {**self.env_kwargs, "opponent": opponent} if self._has_opponents() else self.env_kwargs
             engine = RolloutEngine(self.env, kwargs, self.num_envs)
             result = engine.play(
                 policy,
-                mine,
+                [s for s, _ in mine],
                 mode=self.mode,
                 out_path=path,
                 iteration=self.iteration,
                 progress=f"rollout iter {self.iteration} vs {opponent}",
                 temperature=self.temperature,
+                tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in mine],
             )
             played += result.episodes
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
         return played
 
+    def _has_opponents(self) -> bool:
+        """Whether the env takes an ``opponent`` option (games do; single-player reasoning envs not)."""
+        from envs import REASONING_ENVS
+
+        return self.env not in REASONING_ENVS
+
     def _opponent_for(self, index: int) -> str:
+        if not self._has_opponents():
+            return "self"
         if self.opponents:
             return self.opponents[index % len(self.opponents)]
         if "opponent" in self.env_kwargs:
@@ -223,17 +266,63 @@ class PreferenceDataModule(L.LightningDataModule):
         base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration
         return [base + i for i in range(self.num_episodes)]
 
-    def build(self, policy=None) -> None:
-        """Episodes -> pairs -> split, written to the iteration folder."""
-        self.rollout_metrics = {}
-        episodes = self.episodes(policy)
-        self.last_episodes = episodes
-        for earlier in range(max(0, self.iteration - self.window + 1), self.iteration):
-            episodes = self._stored_episodes(earlier) + episodes
+    @property
+    def sft_stage(self) -> bool:
+        """Whether this iteration is supervised (``sft_iterations``) rather than preference pairs."""
+        return self.iteration < self.sft_iterations
+
+    def _build_sft(self, policy) -> None:
+        """The SFT stage's data: the env's gold completions, fresh seeds each iteration."""
+        from datamodules.sft import EVAL_SEED_OFFSET, gold_examples, training_seeds
+
+        system = getattr(policy, "system_message", None)
+        offset = 10_007 * self.iteration
+        count = max(1, round(self.sft_examples * self.eval_ratio))
+        self.train_sft = gold_examples(
+            self.env,
+            self.env_kwargs,
+            training_seeds(self.seed, self.sft_examples, offset),
+            system,
+            self.oracle,
+        )
+        self.eval_sft = gold_examples(
+            self.env,
+            self.env_kwargs,
+            training_seeds(self.seed, count, offset + EVAL_SEED_OFFSET),
+            system,
+            self.oracle,
+        )
+        folder = self.iteration_dir()
+        write_jsonl_atomic(folder / "sft_train.jsonl", self.train_sft)
+        write_jsonl_atomic(folder / "sft_eval.jsonl", self.eval_sft)
+        self.rollout_metrics, self.last_episodes = {}, []
+        self.train_pairs, self.eval_pairs = [], []
+        self._built = self.iteration
+
+    def _pair_options(self) -> dict:
+        if self.strategy == "validity":
+            return {
+                "min_validity_gap": self.min_validity_gap,
+                "require_valid_winner": self.require_valid_winner,
+                "max_pairs_per_state": self.max_pairs_per_state,
+                "seed": self.seed,
+            }
         kwargs = {"margin": self.margin, "max_pairs_per_state": self.max_pairs_per_state, "seed": self.seed}
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle
-        pairs = build_pairs(episodes, self.strategy, **kwargs)
+        return kwargs
+
+    def build(self, policy=None) -> None:
+        """Episodes -> pairs -> split, written to the iteration folder (gold examples in the SFT stage)."""
+        if self.sft_stage:
+            self._build_sft(policy)
+            return
+        self.rollout_metrics = {}
+        episodes = self.episodes(policy)
+        self.last_episodes = episodes
+        for earlier in range(max(self.sft_iterations, self.iteration - self.window + 1), self.iteration):
+            episodes = self._stored_episodes(earlier) + episodes
+        pairs = build_pairs(episodes, self.strategy, **self._pair_options())
         # The chat the pairs are trained in, written with them (TRL reads the same).
         system = getattr(policy, "system_message", None)
         for pair in pairs:
@@ -263,10 +352,14 @@ class PreferenceDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         self._ensure_built()
+        if self.sft_stage:
+            return DataLoader(self.train_sft, batch_size=self.batch_size, shuffle=True, collate_fn=_collate)
         sampler = StateBatchSampler(self.train_pairs, self.batch_size, shuffle=True)
         return DataLoader(self.train_pairs, batch_sampler=sampler, collate_fn=_collate)
 
     def val_dataloader(self) -> DataLoader:
         self._ensure_built()
+        if self.sft_stage:
+            return DataLoader(self.eval_sft, batch_size=self.batch_size, shuffle=False, collate_fn=_collate)
         sampler = StateBatchSampler(self.eval_pairs, self.batch_size, shuffle=False)
         return DataLoader(self.eval_pairs, batch_sampler=sampler, collate_fn=_collate)

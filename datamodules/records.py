@@ -50,6 +50,9 @@ class Turn:
     completion_ids: list[int] | None = None
     token_logps: list[float] | None = None
     value: float | None = None
+    # A reasoning env's verdict on the answer (envs.reasoning): the extracted answer, correctness and
+    # reward terms for math; per-step solver verdicts for proofs. None for games.
+    verdict: dict | None = None
 
 
 @dataclass
@@ -98,7 +101,20 @@ class PreferencePair:
     system: str | None = None  # the system message of the policy the pair is for (None: none sent)
 
 
-R = TypeVar("R", Turn, Episode, PreferencePair)
+@dataclass
+class SFTExample:
+    """A supervised example: the user prompt and the gold completion (a worked solution, the oracle's
+    move), with where it came from. On disk in TRL's conversational prompt-completion shape
+    (:func:`sft_to_trl`); plain ``{"prompt": str, "completion": str}`` lines and ``{"messages":
+    [system?, user, assistant]}`` lines load too."""
+
+    prompt: str
+    completion: str
+    source: str = ""
+    system: str | None = None
+
+
+R = TypeVar("R", Turn, Episode, PreferencePair, SFTExample)
 
 
 def _matches(value, hint) -> bool:
@@ -107,7 +123,7 @@ def _matches(value, hint) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if hint in (str, bool):
+    if hint in (str, bool, dict):
         return isinstance(value, hint)
     if hint is type(None):
         return value is None
@@ -151,6 +167,41 @@ def _pair_from_conversation(data: dict, path, line) -> dict:
     return data
 
 
+def _sft_from_conversation(data: dict, path, line) -> dict:
+    """An SFT line in TRL's shapes (``messages``; conversational prompt/completion) to strings."""
+    data = dict(data)
+    if "messages" in data:
+        messages = data.pop("messages")
+        if not isinstance(messages, list) or not messages:
+            raise DataFileError(path, line, "messages", "expected a list of chat messages")
+        data["prompt"], data["completion"] = messages[:-1], messages[-1:]
+    if isinstance(data.get("prompt"), list):
+        messages = data["prompt"]
+        system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+        if len(messages) != len(system) + 1 or len(system) > 1:
+            raise DataFileError(path, line, "prompt", "expected [system message,] user message (one turn)")
+        data["system"] = _message(system[0], path, line, "prompt[0]", "system") if system else None
+        data["prompt"] = _message(messages[-1], path, line, f"prompt[{len(messages) - 1}]", "user")
+    if isinstance(data.get("completion"), list):
+        if len(data["completion"]) != 1:
+            raise DataFileError(path, line, "completion", "expected one assistant message")
+        data["completion"] = _message(data["completion"][0], path, line, "completion[0]", "assistant")
+    for key in ("prompt", "completion"):
+        if isinstance(data.get(key), str) and not data[key].strip():
+            raise DataFileError(path, line, key, "expected a non-empty string")
+    return data
+
+
+def sft_to_trl(example: SFTExample) -> dict:
+    """The example as TRL's conversational prompt-completion row, ``source`` alongside."""
+    system = [{"role": "system", "content": example.system}] if example.system is not None else []
+    return {
+        "prompt": system + [{"role": "user", "content": example.prompt}],
+        "completion": [{"role": "assistant", "content": example.completion}],
+        "source": example.source,
+    }
+
+
 def pair_to_trl(pair: PreferencePair) -> dict:
     """The pair as TRL's conversational preference example, provenance fields alongside."""
     row = dataclasses.asdict(pair)
@@ -171,6 +222,8 @@ def from_dict(cls: type[R], data, path: str | Path = "<memory>", line: int = 0, 
         )
     if cls is PreferencePair:
         data = _pair_from_conversation(data, path, line)
+    elif cls is SFTExample:
+        data = _sft_from_conversation(data, path, line)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -191,8 +244,13 @@ def from_dict(cls: type[R], data, path: str | Path = "<memory>", line: int = 0, 
 
 
 def to_json(record) -> str:
-    """One JSON line; a :class:`PreferencePair` in TRL's conversational shape (:func:`pair_to_trl`)."""
-    row = pair_to_trl(record) if isinstance(record, PreferencePair) else dataclasses.asdict(record)
+    """One JSON line; a :class:`PreferencePair` or :class:`SFTExample` in TRL's conversational shape."""
+    if isinstance(record, PreferencePair):
+        row = pair_to_trl(record)
+    elif isinstance(record, SFTExample):
+        row = sft_to_trl(record)
+    else:
+        row = dataclasses.asdict(record)
     return json.dumps(row, ensure_ascii=False)
 
 

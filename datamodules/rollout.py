@@ -257,6 +257,7 @@ class RolloutEngine:
                 completion_ids=getattr(act, "token_ids", None),
                 token_logps=getattr(act, "token_logps", None),
                 value=getattr(act, "value", None),
+                verdict=step_info.get("verdict"),
             )
         )
         slot["obs"], slot["info"] = new_obs, step_info

@@ -49,6 +49,7 @@ from envs.oracles import (
     mcts_action_values,
     sample_determinization,
 )
+from envs.reasoning import REASONING_ENVS, register_reasoning_ids
 from envs.registry import (
     GAME_IDS,
     GAMES,
@@ -71,6 +72,7 @@ __all__ = [
     "ILLEGAL_RULES",
     "INVALID_ACTION",
     "OPPONENTS",
+    "REASONING_ENVS",
     "REGISTERED_IDS",
     "RENDERERS",
     "REPEATED_POKER",
@@ -108,3 +110,4 @@ __all__ = [
 ]
 
 register_gymnasium_ids()
+register_reasoning_ids()

@@ -13,6 +13,7 @@ _EXPORTS = {
     "DPO": "modules.dpo",
     "PPO": "modules.ppo",
     "GRPO": "modules.grpo",
+    "SFT": "modules.sft",
     "OnPolicyModule": "modules.onpolicy",
     "Action": "modules.policy",
     "Policy": "modules.policy",

@@ -8,6 +8,8 @@ with its policy. Deliberate deviations from the paper's reference implementation
   completions (the datamodule batches the pairs of one state together, so a state with one chosen
   and three rejected moves costs one prompt pass, not six); vocabulary logits are computed only at
   completion positions.
+- Batches of SFT examples (the preference datamodule's ``sft_iterations`` stage) train the SFT loss
+  instead (:func:`modules.sft.sft_step`), so SFT then DPO is one run.
 - Reference log-probabilities are computed once per pair and cached until the reference changes
   (they cannot change in between), so later epochs skip the reference forward pass entirely.
 """
@@ -20,6 +22,7 @@ from modules.base import PolicyModule
 from modules.errors import ConfigError
 from modules.losses import DPO_LOSS_TYPES, dpo_loss
 from modules.policy import Policy
+from modules.sft import sft_step
 
 
 class DPO(PolicyModule):
@@ -90,6 +93,8 @@ class DPO(PolicyModule):
         return torch.tensor([self._ref_cache[p.pair_id] for p in batch], device=self.device)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
+        if batch and not hasattr(batch[0], "chosen"):  # the datamodule's SFT stage: gold completions
+            return sft_step(self, batch, stage)
         ref = self._reference_logps(batch)
         logps = self._pair_logps(batch)
         losses, chosen_rewards, rejected_rewards = dpo_loss(

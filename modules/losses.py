@@ -50,6 +50,18 @@ def dpo_loss(
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
+def sft_loss(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Supervised fine-tuning loss: the mean negative log-likelihood over completion tokens only.
+
+    ``token_logps`` # [N, L] holds the log-probability of each completion token (prompt and padding
+    never appear: the policy computes completion positions only); ``mask`` # [N, L] marks real tokens.
+    Every token weighs the same, so long completions count more, as in a plain causal-LM loss with
+    the prompt's labels set to -100.
+    """
+    mask = mask.to(token_logps.dtype)
+    return -(token_logps * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of ``values`` where ``mask`` is true; 0 where nothing is unmasked."""
     mask = mask.to(values.dtype)

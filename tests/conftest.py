@@ -52,8 +52,8 @@ def tiny_policy(tiny_model_dir):
 
 #: Sizes a shipped config is shrunk to for tests (a key is changed only where the config has it).
 TINY_SIZES = {
-    "data": {"num_episodes": 6, "num_envs": 6, "batch_size": 4, "group_size": 2},
-    "callback": {"num_games": 4, "every_n_epochs": 1},
+    "data": {"num_episodes": 6, "num_envs": 6, "batch_size": 4, "group_size": 2, "sft_examples": 8},
+    "callback": {"num_games": 4, "every_n_epochs": 1, "num_problems": 4},
 }
 
 
@@ -66,7 +66,8 @@ def _tiny_config(tmp_path: Path, model_dir: str, name: str = "quickstart.yaml") 
     model_args = cfg["model"].get("init_args", {})
     model_args.setdefault("policy", {}).update(model=model_dir, dtype="float32", lora_r=4, lora_alpha=8)
     data_args = cfg.get("data", {}).get("init_args", {})
-    data_args.update({k: v for k, v in TINY_SIZES["data"].items() if k in data_args or k != "group_size"})
+    optional = ("group_size", "sft_examples")
+    data_args.update({k: v for k, v in TINY_SIZES["data"].items() if k in data_args or k not in optional})
     for cb in cfg["trainer"].get("callbacks", []) or []:
         args = cb.setdefault("init_args", {})
         args.update({k: v for k, v in TINY_SIZES["callback"].items() if k in args})

@@ -1,0 +1,185 @@
+"""Accuracy on held-out problems of a reasoning env, before training and as it trains.
+
+``ReasoningEval`` answers ``num_problems`` held-out problems (seeds from ``seed``, far from any
+training seed) greedily with the live policy, reads the env's verdicts and reports:
+
+- math: ``accuracy`` (with its 95% Wilson interval), ``parse_rate`` (an answer was found),
+  ``marker_rate`` (it used ``#### ``), ``mean_length`` (characters), ``mean_reward``;
+- proofs (verdicts with per-step results): also ``valid_step_rate`` (valid steps over all steps
+  written) and ``all_valid_rate`` (proofs whose every step is valid).
+
+Each evaluation is logged (``eval_<name>/...``), its first answers go to TensorBoard as text, and it
+is written to ``reports/reasoning_<name>_<label>.json``; at the end of fit every evaluation is
+compared with the first, problem by problem (McNemar), in ``reports/reasoning_<name>_comparison.json``.
+Added to a game run (``env: lightspiel/Math-v0``), it measures transfer from play to math as the
+game trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+from datamodules.metrics import mcnemar, wilson_interval
+from datamodules.records import Episode, write_json_atomic
+from datamodules.rollout import RolloutEngine, make_env
+from datamodules.transcripts import log_transcripts
+from modules.errors import ConfigError
+from modules.modes import check_mode
+
+
+def summarize(episodes: list[Episode]) -> dict[str, float]:
+    """The accuracy figures of answered problems (one learner turn per episode, with its verdict)."""
+    verdicts = [e.turns[0].verdict or {} for e in episodes if e.turns]
+    n = len(verdicts)
+    if n == 0:
+        return {"problems": 0.0}
+    correct = sum(bool(v.get("correct", v.get("all_valid", False))) for v in verdicts)
+    low, high = wilson_interval(correct, n)
+    out = {
+        "problems": float(n),
+        "accuracy": correct / n,
+        "accuracy_low": low,
+        "accuracy_high": high,
+        "parse_rate": sum(bool(v.get("parsed")) for v in verdicts) / n,
+        "mean_length": sum(float(v.get("length", 0)) for v in verdicts) / n,
+        "mean_reward": sum(float(v.get("reward", 0.0)) for v in verdicts) / n,
+    }
+    if any("format_ok" in v for v in verdicts):
+        out["marker_rate"] = sum(bool(v.get("format_ok")) for v in verdicts) / n
+    if any("steps" in v for v in verdicts):
+        steps = sum(len(v.get("steps", [])) for v in verdicts)
+        valid = sum(sum(bool(s.get("solver_valid")) for s in v.get("steps", [])) for v in verdicts)
+        out["valid_step_rate"] = valid / steps if steps else 0.0
+        out["all_valid_rate"] = sum(bool(v.get("all_valid")) for v in verdicts) / n
+    return out
+
+
+def _success(episode: Episode) -> bool:
+    v = episode.turns[0].verdict or {} if episode.turns else {}
+    return bool(v.get("correct", v.get("all_valid", False)))
+
+
+class ReasoningEval(L.Callback):
+    """Held-out accuracy of a reasoning env, before training and every K epochs.
+
+    Args:
+        env: Gymnasium id of the reasoning env.
+        env_kwargs: Its options (task, difficulty, prompt variant, ...).
+        num_problems: Held-out problems per evaluation.
+        every_n_epochs: Evaluate after every K-th epoch (and after the last).
+        at_start: Also evaluate before the first update.
+        name: Names the metrics (``eval_<name>/...``), the reports and the checkpoint state.
+        mode: Acting mode (``generate``: free text, the way users ask a model).
+        seed: First held-out seed.
+        num_envs: Problems answered together.
+    """
+
+    def __init__(
+        self,
+        env: str = "lightspiel/Math-v0",
+        env_kwargs: dict | None = None,
+        num_problems: int = 100,
+        every_n_epochs: int = 1,
+        at_start: bool = True,
+        name: str = "math",
+        mode: str = "generate",
+        seed: int = 900_000_000,
+        num_envs: int = 16,
+    ) -> None:
+        if not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"ReasoningEval: name must be letters, digits, '-' or '_'; got {name!r}")
+        for key, value in (
+            ("num_problems", num_problems),
+            ("every_n_epochs", every_n_epochs),
+            ("num_envs", num_envs),
+        ):
+            if value < 1:
+                raise ConfigError(f"ReasoningEval: {key} must be >= 1, got {value}")
+        check_mode(mode, "ReasoningEval: mode")
+        make_env(env, env_kwargs).close()  # a bad id or option fails now, before the model loads
+        self.env, self.env_kwargs = env, dict(env_kwargs or {})
+        self.num_problems, self.every_n_epochs, self.at_start = num_problems, every_n_epochs, at_start
+        self.name, self.mode, self.seed, self.num_envs = name, mode, seed, num_envs
+        self.history: list[dict] = []
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    def _report(self, trainer: L.Trainer, suffix: str) -> Path:
+        return Path(trainer.default_root_dir) / "reports" / f"reasoning_{self.name}_{suffix}.json"
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
+        seeds = [self.seed + i for i in range(self.num_problems)]
+        engine = RolloutEngine(self.env, self.env_kwargs, min(self.num_envs, self.num_problems))
+        played = engine.play(
+            pl_module.policy, seeds, mode=self.mode, greedy=True, progress=f"eval {self.name}"
+        )
+        episodes = played.episodes
+        entry = {
+            "label": label,
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "metrics": summarize(episodes),
+            "problems": {str(e.seed): _success(e) for e in episodes},
+        }
+        self.history.append(entry)
+        prefix = f"eval_{self.name}"
+        for logger in trainer.loggers:
+            logger.log_metrics(
+                {f"{prefix}/{k}": v for k, v in entry["metrics"].items()}, step=trainer.global_step
+            )
+            log_transcripts(logger, f"{prefix}/answers", episodes, trainer.global_step)
+        m = entry["metrics"]
+        rank_zero_info(
+            f"{prefix} {label}: accuracy {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] "
+            f"on {int(m['problems'])} held-out problems, parse {m['parse_rate']:.2f}"
+        )
+        if trainer.is_global_zero:
+            write_json_atomic(self._report(trainer, label), entry)
+        return entry
+
+    def comparison(self) -> list[dict]:
+        """Every evaluation against the first, on the problems both answered (McNemar)."""
+        if not self.history:
+            return []
+        first = self.history[0]
+        rows = []
+        for entry in self.history:
+            common = sorted(set(first["problems"]) & set(entry["problems"]))
+            test = mcnemar([first["problems"][s] for s in common], [entry["problems"][s] for s in common])
+            rows.append({"label": entry["label"], **entry["metrics"], "mcnemar_vs_first": test})
+        return rows
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_start and not any(h["label"] == "start" for h in self.history):
+            self.evaluate(trainer, pl_module, "start")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if (epoch + 1) % self.every_n_epochs == 0 or last:
+            self.evaluate(trainer, pl_module, f"epoch{epoch:03d}")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        rows = self.comparison()
+        if len(rows) < 2:
+            return
+        for row in rows:
+            test = row["mcnemar_vs_first"]
+            rank_zero_info(
+                f"eval_{self.name} {row['label']:>9}: accuracy {row['accuracy']:.3f} "
+                f"[{row['accuracy_low']:.3f}, {row['accuracy_high']:.3f}]  vs first: b={test['b']} c={test['c']} "
+                f"p={test['p_value']:.3g}"
+            )
+        if trainer.is_global_zero:
+            write_json_atomic(self._report(trainer, "comparison"), rows)
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))

@@ -1,0 +1,220 @@
+"""SFT (loss on completion tokens only, data files, the module), the reasoning pair strategies, and
+the reasoning configs end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from cli import cli_main
+from datamodules.pairs import build_pairs
+from datamodules.records import Episode, SFTExample, Turn, read_jsonl, to_json
+from datamodules.rollout import RolloutEngine
+from modules.errors import DataFileError
+from modules.losses import sft_loss
+
+
+def _hf_loss(policy, prompt: str, completion: str, prompt_labels: str) -> float:
+    """The plain transformers causal-LM loss on prompt + completion, the prompt's labels being
+    ``ignored`` (-100), ``tokens`` (the prompt's own ids) or ``other`` (arbitrary ids)."""
+    p, c = policy.prompt_ids(prompt), policy.completion_ids(completion)
+    ids = torch.tensor([p + c])
+    head = {"ignored": [-100] * len(p), "tokens": p, "other": [(t * 7 + 3) % 1000 for t in p]}[prompt_labels]
+    labels = torch.tensor([head + c])
+    with torch.no_grad():
+        return float(policy.model(input_ids=ids, labels=labels).loss)
+
+
+def test_sft_loss_is_the_causal_lm_loss_with_the_prompt_masked(tiny_policy):
+    prompt, completion = "What is 4 - 1?", "4 - 1 = 3\n#### 3"
+    with torch.no_grad():
+        logps, mask, _ = tiny_policy.token_logps(
+            [tiny_policy.prompt_ids(prompt)], [tiny_policy.completion_ids(completion)]
+        )
+    ours = float(sft_loss(logps, mask))
+    assert ours == pytest.approx(_hf_loss(tiny_policy, prompt, completion, "ignored"), abs=1e-5)
+    # Training on the prompt's tokens (or other labels there) would be another loss: ours ignores them.
+    assert abs(ours - _hf_loss(tiny_policy, prompt, completion, "tokens")) > 1e-3
+    assert abs(ours - _hf_loss(tiny_policy, prompt, completion, "other")) > 1e-3
+
+
+def test_sft_loss_weighs_every_completion_token_once_across_rows():
+    logps = torch.tensor([[-1.0, -3.0, 0.0], [-2.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    assert float(sft_loss(logps, mask)) == pytest.approx(6.0 / 3)
+
+
+def test_sft_files_in_trl_and_plain_shapes_load_and_bad_lines_are_named(tmp_path):
+    ex = SFTExample("Q?", "#### 1", "test", "be brief")
+    path = tmp_path / "sft.jsonl"
+    rows = [
+        to_json(ex),
+        json.dumps({"prompt": "Q2?", "completion": "#### 2"}),
+        json.dumps(
+            {"messages": [{"role": "user", "content": "Q3?"}, {"role": "assistant", "content": "#### 3"}]}
+        ),
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    loaded = read_jsonl(path, SFTExample)
+    assert loaded[0] == ex and json.loads(rows[0])["completion"] == [
+        {"role": "assistant", "content": "#### 1"}
+    ]
+    assert [(e.prompt, e.completion, e.system) for e in loaded[1:]] == [
+        ("Q2?", "#### 2", None),
+        ("Q3?", "#### 3", None),
+    ]
+    for bad, field in (
+        ({"prompt": "Q?"}, "completion"),
+        ({"prompt": "Q?", "completion": " "}, "completion"),
+        ({"prompt": [{"role": "assistant", "content": "x"}], "completion": "y"}, "prompt[0]"),
+    ):
+        path.write_text(rows[1] + "\n" + json.dumps(bad) + "\n")
+        with pytest.raises(DataFileError) as err:
+            read_jsonl(path, SFTExample)
+        assert (err.value.line, err.value.field) == (2, field)
+
+
+def _turn(prompt: str, completion: str, verdict: dict) -> Turn:
+    return Turn(
+        0,
+        prompt,
+        [],
+        completion,
+        None,
+        verdict.get("answer"),
+        True,
+        True,
+        "ok",
+        None,
+        [],
+        0.0,
+        verdict=verdict,
+    )
+
+
+def _episodes(answers: list[tuple[str, str, dict]]) -> list[Episode]:
+    return [
+        Episode(
+            f"e{i}", "math:test", "lightspiel/Math-v0", i, "self", 0, [_turn(p, c, v)], [v["reward"]], [0.0]
+        )
+        for i, (p, c, v) in enumerate(answers)
+    ]
+
+
+def test_correctness_pairs_put_correct_first_then_quality():
+    right = {"correct": True, "reward": 1.0}
+    right_short = {"correct": True, "reward": 1.25}  # e.g. a format bonus
+    wrong = {"correct": False, "reward": 0.0}
+    wrong_but_shaped = {"correct": False, "reward": 1.5}  # shaping must never beat correctness
+    eps = _episodes(
+        [
+            ("P", "#### 3", right_short),
+            ("P", "3, I think", right),
+            ("P", "#### 4", wrong),
+            ("P", "#### 5", wrong_but_shaped),
+            ("Q", "#### 1", right),  # a prompt with only correct answers of equal quality: no pair
+            ("Q", "1", right),
+        ]
+    )
+    pairs = build_pairs(eps, "correctness", margin=0.1, max_pairs_per_state=10)
+    got = {(p.chosen, p.rejected) for p in pairs}
+    assert got == {
+        ("#### 3", "#### 4"),
+        ("#### 3", "#### 5"),
+        ("3, I think", "#### 4"),
+        ("3, I think", "#### 5"),
+        ("#### 3", "3, I think"),
+    }
+    assert all(p.prompt == "P" and p.strategy == "correctness" for p in pairs)
+
+
+def test_validity_pairs_respect_the_gap_and_the_valid_winner_rule():
+    def v(share, all_valid):
+        return {"valid_share": share, "all_valid": all_valid, "reward": share}
+
+    eps = _episodes(
+        [
+            ("P", "a", v(1.0, True)),
+            ("P", "b", v(0.75, False)),
+            ("P", "c", v(0.5, False)),
+            ("P", "d", v(0.0, False)),
+        ]
+    )
+    pairs = build_pairs(eps, "validity", min_validity_gap=0.3, max_pairs_per_state=10)
+    assert {(p.chosen, p.rejected) for p in pairs} == {("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")}
+    strict = build_pairs(
+        eps, "validity", min_validity_gap=0.3, require_valid_winner=True, max_pairs_per_state=10
+    )
+    assert {(p.chosen, p.rejected) for p in strict} == {("a", "c"), ("a", "d")}
+    assert all(p.chosen_score > p.rejected_score for p in pairs)
+
+
+def test_reasoning_strategies_refuse_game_episodes():
+    game = [
+        Episode(
+            "g",
+            "tic_tac_toe",
+            "lightspiel/TicTacToe-v0",
+            0,
+            "random",
+            0,
+            [Turn(0, "P", ["1"], "1", 4, "1", True, True, "ok", None, [], 0.0)],
+            [1.0, -1.0],
+            [0.0, 0.0],
+        )
+    ]
+    with pytest.raises(Exception, match="verdicts of a reasoning env"):
+        build_pairs(game, "correctness")
+
+
+def test_samples_per_problem_play_each_problem_k_times_with_unique_ids(tiny_policy, tmp_path):
+    engine = RolloutEngine("lightspiel/Math-v0", {}, num_envs=4)
+    seeds = [11, 11, 11, 12, 12, 12]
+    result = engine.play(tiny_policy, seeds, mode="generate", out_path=tmp_path / "e.jsonl", progress=None)
+    ids = [e.episode_id for e in result.episodes]
+    assert len(set(ids)) == 6 and [e.seed for e in result.episodes] == seeds
+    prompts: dict[int, set] = {}
+    for e in result.episodes:
+        prompts.setdefault(e.seed, set()).add(e.turns[0].prompt)
+    assert [len(p) for p in prompts.values()] == [1, 1] and prompts[11] != prompts[12]  # one problem per seed
+    stored = read_jsonl(tmp_path / "e.jsonl", Episode)
+    assert {e.episode_id for e in stored} == set(ids) and all(e.turns[0].verdict["expected"] for e in stored)
+
+
+@pytest.mark.parametrize("name", ["math_sft_dpo.yaml", "logic_iterative_dpo.yaml"])
+def test_reasoning_config_runs_its_sft_stage_and_reports_accuracy(tmp_path, tiny_config, name):
+    cfg, run = tiny_config(tmp_path, name)
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    examples = read_jsonl(run / "iter_000" / "sft_train.jsonl", SFTExample)
+    assert len(examples) == 8 and all("####" in e.completion or "Answer:" in e.completion for e in examples)
+    label = "math" if "math" in name else "logic"
+    start = json.loads((run / "reports" / f"reasoning_{label}_start.json").read_text())
+    after = json.loads((run / "reports" / f"reasoning_{label}_epoch000.json").read_text())
+    assert start["metrics"]["problems"] == 4 and sorted(start["problems"]) == sorted(after["problems"])
+    comparison = json.loads((run / "reports" / f"reasoning_{label}_comparison.json").read_text())
+    assert [row["label"] for row in comparison] == ["start", "epoch000"]
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    # A resumed run continues with iteration 1: the DPO stage, on the SFT model's own answers.
+    assert ckpt["callbacks"]["IterativeRegeneration"]["iteration"] == 1
+
+
+def test_dpo_stage_trains_on_correctness_pairs_from_an_episodes_file(tmp_path, tiny_config):
+    cfg, run = tiny_config(tmp_path, "math_sft_dpo.yaml")
+    right, wrong = {"correct": True, "reward": 1.0}, {"correct": False, "reward": 0.0}
+    eps = _episodes(
+        [(f"P{i}", f"#### {i}", right) for i in range(4)]
+        + [(f"P{i}", f"#### {i + 1}", wrong) for i in range(4)]
+    )
+    path = tmp_path / "episodes.jsonl"
+    path.write_text("".join(to_json(e) + "\n" for e in eps))
+    config = yaml.safe_load(cfg.read_text())
+    config["data"]["init_args"].update(sft_iterations=0, episodes_path=str(path), eval_ratio=0.0)
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    pairs = [json.loads(line) for line in (run / "iter_000" / "pairs_train.jsonl").read_text().splitlines()]
+    assert sorted((p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs) == [
+        (f"#### {i}", f"#### {i + 1}") for i in range(4)
+    ]
