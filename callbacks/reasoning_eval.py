@@ -11,12 +11,14 @@ training seed) greedily with the live policy, reads the env's verdicts and repor
 Each evaluation is logged (``eval_<name>/...``), its first answers go to TensorBoard as text, and it
 is written to ``reports/reasoning_<name>_<label>.json``; at the end of fit every evaluation is
 compared with the first, problem by problem (McNemar), in ``reports/reasoning_<name>_comparison.json``.
-Added to a game run (``env: lightspiel/Math-v0``), it measures transfer from play to math as the
-game trains.
+Added to a game run (``env: lightspiel/Math-v0`` with its own ``system_prompt`` and
+``max_new_tokens``), it measures transfer from play to math as the game trains (SPIRAL, arXiv
+2506.24119, reports such transfer); ``configs/quickstart.yaml`` shows how, commented out.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import lightning as L
@@ -75,6 +77,10 @@ class ReasoningEval(L.Callback):
         mode: Acting mode (``generate``: free text, the way users ask a model).
         seed: First held-out seed.
         num_envs: Problems answered together.
+        system_prompt: The system message while evaluating (``None``: the policy's own). A game run
+            that measures transfer to math sets one that asks for math, not moves.
+        max_new_tokens: The answer budget while evaluating (``None``: the policy's own; a game's
+            policy is often given a few tokens only, too few to work a problem out).
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class ReasoningEval(L.Callback):
         mode: str = "generate",
         seed: int = 900_000_000,
         num_envs: int = 16,
+        system_prompt: str | None = None,
+        max_new_tokens: int | None = None,
     ) -> None:
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"ReasoningEval: name must be letters, digits, '-' or '_'; got {name!r}")
@@ -99,6 +107,9 @@ class ReasoningEval(L.Callback):
             if value < 1:
                 raise ConfigError(f"ReasoningEval: {key} must be >= 1, got {value}")
         check_mode(mode, "ReasoningEval: mode")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"ReasoningEval: max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.system_prompt, self.max_new_tokens = system_prompt, max_new_tokens
         make_env(env, env_kwargs).close()  # a bad id or option fails now, before the model loads
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.num_problems, self.every_n_epochs, self.at_start = num_problems, every_n_epochs, at_start
@@ -141,6 +152,19 @@ class ReasoningEval(L.Callback):
         if trainer.is_global_zero:
             write_json_atomic(self._report(trainer, label), entry)
         return entry
+
+    @contextlib.contextmanager
+    def _asking(self, policy):
+        """The policy with this evaluation's system prompt and answer budget, restored afterwards."""
+        saved = policy.system_prompt, policy.max_new_tokens
+        if self.system_prompt is not None:
+            policy.system_prompt = self.system_prompt
+        if self.max_new_tokens is not None:
+            policy.max_new_tokens = self.max_new_tokens
+        try:
+            yield
+        finally:
+            policy.system_prompt, policy.max_new_tokens = saved
 
     def comparison(self) -> list[dict]:
         """Every evaluation against the first, on the problems both answered (McNemar)."""

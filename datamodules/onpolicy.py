@@ -140,7 +140,8 @@ class OnPolicyDataModule(L.LightningDataModule):
             )
         if temperature is not None and temperature <= 0:
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
-        make_env(env, {**(env_kwargs or {}), "opponent": (opponents or ["random"])[0]}).close()
+        default = str(gymnasium.spec(env).kwargs.get("opponent", "random")) if env in gymnasium.registry else "random"
+        make_env(env, {**(env_kwargs or {}), "opponent": (opponents or [default])[0]}).close()
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self._base_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "opponent"}
         self.opponents = list(opponents or [])
@@ -163,7 +164,8 @@ class OnPolicyDataModule(L.LightningDataModule):
         """Switch the game (a curriculum stage) from the next rollout on; the stage's options are laid
         over the datamodule's own ``env_kwargs`` (so illegal-answer rules set for the run stay)."""
         merged = {**self._base_kwargs, **env_kwargs}  # the run's illegal-answer rules stay
-        make_env(env, {**merged, "opponent": merged.get("opponent", "random")}).close()
+        default = str(gymnasium.spec(env).kwargs.get("opponent", "random")) if env in gymnasium.registry else "random"
+        make_env(env, {**merged, "opponent": merged.get("opponent", default)}).close()
         self.env, self.env_kwargs = env, merged
         self.opponents = []
 

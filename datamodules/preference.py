@@ -226,7 +226,7 @@ class PreferenceDataModule(L.LightningDataModule):
             mine = [(s, j) for s, j in missing if index[s] % len(opponents) == k]
             if not mine:
                 continue
-            kwargs = {**self.env_kwargs, "opponent": opponent} if self._has_opponents() else self.env_kwargs
+            kwargs = {**self.env_kwargs, "opponent": opponent}
             engine = RolloutEngine(self.env, kwargs, self.num_envs)
             result = engine.play(
                 policy,
@@ -242,15 +242,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
         return played
 
-    def _has_opponents(self) -> bool:
-        """Whether the env takes an ``opponent`` option (games do; single-player reasoning envs not)."""
-        from envs import REASONING_ENVS
-
-        return self.env not in REASONING_ENVS
-
     def _opponent_for(self, index: int) -> str:
-        if not self._has_opponents():
-            return "self"
         if self.opponents:
             return self.opponents[index % len(self.opponents)]
         if "opponent" in self.env_kwargs:

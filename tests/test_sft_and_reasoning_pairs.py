@@ -218,3 +218,34 @@ def test_dpo_stage_trains_on_correctness_pairs_from_an_episodes_file(tmp_path, t
     assert sorted((p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs) == [
         (f"#### {i}", f"#### {i + 1}") for i in range(4)
     ]
+
+
+def test_transfer_evaluation_asks_with_its_own_system_prompt_and_budget_then_restores(tiny_policy):
+    from callbacks import ReasoningEval
+
+    callback = ReasoningEval(num_problems=2, system_prompt="Solve the math problem.", max_new_tokens=64)
+    game_prompt = tiny_policy.prompt_ids("Q")
+    with callback._asking(tiny_policy):
+        assert tiny_policy.max_new_tokens == 64
+        assert "Solve the math problem." in tiny_policy.tokenizer.decode(tiny_policy.prompt_ids("Q"))
+    assert (tiny_policy.max_new_tokens, tiny_policy.prompt_ids("Q")) == (16, game_prompt)
+
+
+def test_grpo_trains_on_math_with_groups_of_answers_per_problem(tmp_path, tiny_config):
+    cfg, run = tiny_config(tmp_path, "cooperative_grpo_selfplay.yaml")
+    config = yaml.safe_load(cfg.read_text())
+    config["data"]["init_args"].update(
+        env="lightspiel/Math-v0", env_kwargs={}, opponents=None, num_episodes=3
+    )
+    config["trainer"]["callbacks"] = [
+        {"class_path": "callbacks.ReasoningEval", "init_args": {"num_problems": 2, "at_start": False}}
+    ]
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    episodes = read_jsonl(run / "iter_000" / "episodes.jsonl", Episode)
+    assert len(episodes) == 6 and len({e.seed for e in episodes}) == 3  # 3 problems x 2 answers
+    assert all(e.turns[0].completion_ids and e.turns[0].verdict["expected"] for e in episodes)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (
+        json.loads((run / "reports" / "reasoning_math_epoch000.json").read_text())["metrics"]["problems"] == 2
+    )

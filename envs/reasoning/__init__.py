@@ -21,4 +21,5 @@ def register_reasoning_ids() -> None:
     """Register every id of :data:`REASONING_ENVS` with Gymnasium (idempotent)."""
     for env_id, entry_point in REASONING_ENVS.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(env_id, entry_point=entry_point)
+            # opponent "self": the datamodules and callbacks read a default opponent from the spec
+            gymnasium.register(env_id, entry_point=entry_point, kwargs={"opponent": "self"})

@@ -33,7 +33,11 @@ class ReasoningEnv(gymnasium.Env):
     opponent = "self"  # single-player: the learner is the only seat
     num_players = 1
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, opponent: str = "self", render_mode: str | None = None) -> None:
+        if opponent != "self":
+            raise ValueError(
+                f"opponent: a single-player reasoning env has no opponent (only 'self'), got {opponent!r}"
+            )
         self.render_mode = render_mode
         self.observation_space = spaces.Dict(
             {

@@ -36,9 +36,10 @@ class LogicProofEnv(ReasoningEnv):
         max_hops: int = 3,
         distractors: int = 2,
         problems_path: str | None = None,
+        opponent: str = "self",
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(render_mode)
+        super().__init__(opponent, render_mode)
         if not 1 <= min_hops <= max_hops <= 12:
             raise ConfigError(
                 f"env options min_hops and max_hops: expected 1 <= min_hops <= max_hops <= 12, got {min_hops}, {max_hops}"

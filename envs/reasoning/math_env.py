@@ -59,9 +59,10 @@ class MathEnv(ReasoningEnv):
         length_penalty: float = 0.0,
         max_chars: int = 400,
         length_unit: int = 100,
+        opponent: str = "self",
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(render_mode)
+        super().__init__(opponent, render_mode)
         check_choice(prompt_variant, tuple(PROMPT_VARIANTS), "env option prompt_variant")
         if max_chars < 1 or length_unit < 1:
             raise ConfigError(
