@@ -180,9 +180,20 @@ def _is_model_checkpoint(class_path: object) -> bool:
     return isinstance(cls, type) and issubclass(cls, ModelCheckpoint)
 
 
+#: Verbs beside LightningCLI's (fit, validate, ...): name -> module with ``main(argv) -> exit status``.
+VERBS = {"export": "cli.export"}
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightspielCLI | None:
-    """Entry point; tests call ``cli_main(["fit", "--config", path, "--trainer.max_steps=2"])``."""
+    """Entry point; tests call ``cli_main(["fit", "--config", path, "--trainer.max_steps=2"])``.
+    ``export`` (see :mod:`cli.export`) is a verb of its own."""
+    argv = sys.argv[1:] if args is None else list(args)
     try:
+        if argv and argv[0] in VERBS:
+            status = importlib.import_module(VERBS[argv[0]]).main(argv[1:])
+            if status:
+                raise SystemExit(status)
+            return None
         return LightspielCLI(
             PolicyModule,
             None,
