@@ -4,7 +4,7 @@
 training seed) greedily with the live policy, reads the env's verdicts and reports:
 
 - math: ``accuracy`` (with its 95% Wilson interval), ``parse_rate`` (an answer was found),
-  ``marker_rate`` (it used ``#### ``), ``mean_length`` (characters), ``mean_reward``;
+  ``marker_rate`` (it used ``#### ``), ``mean_answer_chars``, ``mean_reward``;
 - proofs (verdicts with per-step results): also ``valid_step_rate`` (valid steps over all steps
   written) and ``all_valid_rate`` (proofs whose every step is valid).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.metrics import mcnemar, wilson_interval
+from datamodules.metrics import mcnemar, verdict_metrics
 from datamodules.records import Episode, write_json_atomic
 from datamodules.rollout import RolloutEngine, make_env
 from datamodules.transcripts import log_transcripts
@@ -32,31 +32,15 @@ from modules.errors import ConfigError
 from modules.modes import check_mode
 
 
-def summarize(episodes: list[Episode]) -> dict[str, float]:
-    """The accuracy figures of answered problems (one learner turn per episode, with its verdict)."""
-    verdicts = [e.turns[0].verdict or {} for e in episodes if e.turns]
-    n = len(verdicts)
-    if n == 0:
-        return {"problems": 0.0}
-    correct = sum(bool(v.get("correct", v.get("all_valid", False))) for v in verdicts)
-    low, high = wilson_interval(correct, n)
-    out = {
-        "problems": float(n),
-        "accuracy": correct / n,
-        "accuracy_low": low,
-        "accuracy_high": high,
-        "parse_rate": sum(bool(v.get("parsed")) for v in verdicts) / n,
-        "mean_length": sum(float(v.get("length", 0)) for v in verdicts) / n,
-        "mean_reward": sum(float(v.get("reward", 0.0)) for v in verdicts) / n,
-    }
-    if any("format_ok" in v for v in verdicts):
-        out["marker_rate"] = sum(bool(v.get("format_ok")) for v in verdicts) / n
-    if any("steps" in v for v in verdicts):
-        steps = sum(len(v.get("steps", [])) for v in verdicts)
-        valid = sum(sum(bool(s.get("solver_valid")) for s in v.get("steps", [])) for v in verdicts)
-        out["valid_step_rate"] = valid / steps if steps else 0.0
-        out["all_valid_rate"] = sum(bool(v.get("all_valid")) for v in verdicts) / n
-    return out
+def _line(m: dict) -> str:
+    """One evaluation in words: accuracy with its interval, and the proof rates where there are some."""
+    text = (
+        f"accuracy {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] on "
+        f"{int(m['problems'])} held-out problems, parse {m['parse_rate']:.2f}"
+    )
+    if "valid_step_rate" in m:
+        text += f", valid steps {m['valid_step_rate']:.3f}, all steps valid {m['all_valid_rate']:.3f}"
+    return text
 
 
 def _success(episode: Episode) -> bool:
@@ -134,7 +118,7 @@ class ReasoningEval(L.Callback):
             "label": label,
             "epoch": trainer.current_epoch,
             "step": trainer.global_step,
-            "metrics": summarize(episodes),
+            "metrics": verdict_metrics(episodes),
             "problems": {str(e.seed): _success(e) for e in episodes},
         }
         self.history.append(entry)
@@ -144,11 +128,7 @@ class ReasoningEval(L.Callback):
                 {f"{prefix}/{k}": v for k, v in entry["metrics"].items()}, step=trainer.global_step
             )
             log_transcripts(logger, f"{prefix}/answers", episodes, trainer.global_step)
-        m = entry["metrics"]
-        rank_zero_info(
-            f"{prefix} {label}: accuracy {m['accuracy']:.3f} [{m['accuracy_low']:.3f}, {m['accuracy_high']:.3f}] "
-            f"on {int(m['problems'])} held-out problems, parse {m['parse_rate']:.2f}"
-        )
+        rank_zero_info(f"{prefix} {label}: {_line(entry['metrics'])}")
         if trainer.is_global_zero:
             write_json_atomic(self._report(trainer, label), entry)
         return entry
@@ -195,8 +175,7 @@ class ReasoningEval(L.Callback):
         for row in rows:
             test = row["mcnemar_vs_first"]
             rank_zero_info(
-                f"eval_{self.name} {row['label']:>9}: accuracy {row['accuracy']:.3f} "
-                f"[{row['accuracy_low']:.3f}, {row['accuracy_high']:.3f}]  vs first: b={test['b']} c={test['c']} "
+                f"eval_{self.name} {row['label']:>9}: {_line(row)}; accuracy vs first: b={test['b']} c={test['c']} "
                 f"p={test['p_value']:.3g}"
             )
         if trainer.is_global_zero:

@@ -14,17 +14,16 @@ DPO reference adapter in the checkpoint is not exported: only the trained one.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from modules.errors import ConfigError
+from cli.verbs import VerbParser, load_trained_module
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser():
+    parser = VerbParser(
         prog="python -m cli export",
         description="Export a lightspiel checkpoint as a peft adapter folder (and, with --merge, a merged model).",
     )
@@ -37,31 +36,6 @@ def _parser() -> argparse.ArgumentParser:
         "--merge", action="store_true", help="also write merged/: base + adapter, plain transformers"
     )
     return parser
-
-
-def load_trained_module(config: str, ckpt_path: str):
-    """The config's LightningModule with the checkpoint's trained weights loaded."""
-    import torch
-
-    from cli import cli_main
-
-    if not Path(config).is_file():
-        raise ConfigError(f"--config: no such file {config!r}")
-    if not Path(ckpt_path).is_file():
-        raise ConfigError(f"--ckpt_path: no such file {ckpt_path!r} (expected a lightspiel .ckpt)")
-    try:
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a file that is not a torch checkpoint
-        raise ConfigError(
-            f"--ckpt_path {ckpt_path!r}: not a readable checkpoint ({type(err).__name__})"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"--ckpt_path {ckpt_path!r}: not a Lightning checkpoint (no state_dict)")
-    cli = cli_main(["--config", config, "--trainer.logger=false"], run=False)
-    module = cli.model
-    module.on_load_checkpoint(checkpoint)  # checks shapes and missing trainable weights, one clear error
-    module.load_state_dict(checkpoint["state_dict"], strict=False)
-    return module
 
 
 def _write_folder(out: Path, name: str, save) -> Path:

@@ -307,4 +307,35 @@ def outcome_metrics_with_intervals(
     out = metric.compute()
     if seconds:
         out["games_per_s"] = len(episodes) / seconds
+    out.update(verdict_metrics(episodes))  # reasoning envs: accuracy (the win rate is the same count)
     return out
+
+
+def verdict_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
+    """A reasoning env's figures over answered problems (one turn per episode, with its verdict):
+    accuracy with its Wilson interval, parse rate, mean length and reward, the ``#### `` marker rate
+    (math), the valid-step and all-valid rates (proofs). Empty for episodes without verdicts."""
+    verdicts = [e.turns[0].verdict for e in episodes if e.turns and e.turns[0].verdict is not None]
+    n = len(verdicts)
+    if n == 0:
+        return {}
+    correct = sum(bool(v.get("correct", v.get("all_valid", False))) for v in verdicts)
+    low, high = wilson_interval(correct, n)
+    out = {
+        "problems": float(n),
+        "accuracy": correct / n,
+        "accuracy_low": low,
+        "accuracy_high": high,
+        "parse_rate": sum(bool(v.get("parsed")) for v in verdicts) / n,
+        "mean_answer_chars": sum(float(v.get("length", 0)) for v in verdicts) / n,
+        "mean_reward": sum(float(v.get("reward", 0.0)) for v in verdicts) / n,
+    }
+    if any("format_ok" in v for v in verdicts):
+        out["marker_rate"] = sum(bool(v.get("format_ok")) for v in verdicts) / n
+    if any("steps" in v for v in verdicts):
+        steps = sum(len(v.get("steps", [])) for v in verdicts)
+        valid = sum(sum(bool(s.get("solver_valid")) for s in v.get("steps", [])) for v in verdicts)
+        out["valid_step_rate"] = valid / steps if steps else 0.0
+        out["all_valid_rate"] = sum(bool(v.get("all_valid")) for v in verdicts) / n
+    return out
+

@@ -7,6 +7,7 @@ from the policy as it stands after iteration n-1's updates. Per iteration the ru
     iter_000/episodes.jsonl     appended one line per finished game (a killed run keeps them)
     iter_000/pairs_train.jsonl  written atomically, prompt/chosen/rejected plus scores and provenance
     iter_000/pairs_eval.jsonl
+    iter_000/summary.json       the generation's figures (outcomes or accuracy, pairs made), atomically
 
 A resumed run finds the files of its iteration and only plays the episodes still missing.
 """
@@ -28,6 +29,7 @@ from datamodules.records import (
     SFTExample,
     read_complete_episodes,
     read_jsonl,
+    write_json_atomic,
     write_jsonl_atomic,
 )
 from datamodules.rollout import RolloutEngine, outcome_metrics
@@ -323,6 +325,16 @@ class PreferenceDataModule(L.LightningDataModule):
         folder = self.iteration_dir()
         write_jsonl_atomic(folder / "pairs_train.jsonl", self.train_pairs)
         write_jsonl_atomic(folder / "pairs_eval.jsonl", self.eval_pairs)
+        # The generation's summary (seed 004): what its games or traces reached, and the pairs made.
+        summary = {
+            "iteration": self.iteration,
+            "episodes": len(self.last_episodes),
+            **{k: v for k, v in outcome_metrics(self.last_episodes).items() if not k.endswith(("_low", "_high"))},
+            "pairs_train": len(self.train_pairs),
+            "pairs_eval": len(self.eval_pairs),
+            "strategy": self.strategy,
+        }
+        write_json_atomic(folder / "summary.json", summary)
         if not self.train_pairs:
             raise ConfigError(
                 f"iteration {self.iteration}: {len(episodes)} episodes gave no training pairs with strategy "

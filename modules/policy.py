@@ -21,6 +21,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,7 +236,10 @@ class Policy(nn.Module):
         if load_in_4bit:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
         self.lora_config = LoraConfig(task_type="CAUSAL_LM", bias="none", **self.lora_kwargs)
-        return tokenizer, get_peft_model(base, self.lora_config)
+        with warnings.catch_warnings():
+            # peft reads the deprecated `is_gradient_checkpointing` property while wrapping: not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return tokenizer, get_peft_model(base, self.lora_config)
 
     # ------------------------------------------------------------------ tokens
     @property
@@ -290,8 +294,8 @@ class Policy(nn.Module):
         )
         vals = self._values(out.hidden_states[-1][:, -1]) if want else None
         if values:
-            return out.logits[:, -1].float(), out.past_key_values, mask, vals
-        return out.logits[:, -1].float(), out.past_key_values, mask
+            return out.logits[:, -1].float(), out.cache, mask, vals
+        return out.logits[:, -1].float(), out.cache, mask
 
     def token_logps(
         self, prompts: list[list[int]], completions: list[list[int]], values: bool = False
@@ -375,7 +379,7 @@ class Policy(nn.Module):
             attn = torch.cat([pmask, cmask[:, :-1].long()], dim=1)
             pos = pmask.sum(-1, keepdim=True) + torch.arange(length - 1, device=self.device)[None]
             logits = self.model(
-                input_ids=cand[:, :-1], attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+                input_ids=cand[:, :-1], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True
             ).logits.float()  # [N, L-1, V]
             parts.append(logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1))
         return torch.cat(parts, dim=1).masked_fill(~cmask, 0.0)
@@ -607,10 +611,10 @@ class Policy(nn.Module):
                 input_ids=torch.tensor(tokens, device=self.device)[:, None],
                 attention_mask=mask,
                 position_ids=next_pos[:, None],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
-            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            cache, logits = out.cache, out.logits[:, -1].float()
             next_pos = next_pos + 1
             step += 1
         return [

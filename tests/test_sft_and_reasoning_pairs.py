@@ -218,6 +218,8 @@ def test_dpo_stage_trains_on_correctness_pairs_from_an_episodes_file(tmp_path, t
     assert sorted((p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs) == [
         (f"#### {i}", f"#### {i + 1}") for i in range(4)
     ]
+    summary = json.loads((run / "iter_000" / "summary.json").read_text())
+    assert (summary["episodes"], summary["accuracy"], summary["pairs_train"]) == (8, 0.5, 4)
 
 
 def test_transfer_evaluation_asks_with_its_own_system_prompt_and_budget_then_restores(tiny_policy):
@@ -249,3 +251,34 @@ def test_grpo_trains_on_math_with_groups_of_answers_per_problem(tmp_path, tiny_c
     assert (
         json.loads((run / "reports" / "reasoning_math_epoch000.json").read_text())["metrics"]["problems"] == 2
     )
+
+
+def test_verdict_metrics_count_accuracy_and_valid_steps_by_hand():
+    from datamodules.metrics import outcome_metrics_with_intervals, verdict_metrics
+
+    math = _episodes(
+        [
+            ("P", "#### 3", {"correct": True, "parsed": True, "format_ok": True, "length": 6, "reward": 1.0}),
+            ("P", "3", {"correct": True, "parsed": True, "format_ok": False, "length": 1, "reward": 1.0}),
+            ("Q", "#### 4", {"correct": False, "parsed": True, "format_ok": True, "length": 6, "reward": 0.0}),
+            ("Q", "?", {"correct": False, "parsed": False, "format_ok": False, "length": 1, "reward": 0.0}),
+        ]
+    )
+    m = verdict_metrics(math)
+    assert (m["accuracy"], m["parse_rate"], m["marker_rate"], m["mean_answer_chars"]) == (0.5, 0.75, 0.5, 3.5)
+    assert m["accuracy_low"] < 0.5 < m["accuracy_high"]
+    assert outcome_metrics_with_intervals(math)["accuracy"] == 0.5  # the rollout logs it too
+
+    def step(ok):
+        return {"solver_valid": ok, "solver_error": None if ok else "x"}
+
+    proofs = _episodes(
+        [
+            ("P", "a", {"correct": True, "parsed": True, "steps": [step(True)] * 3, "all_valid": True, "reward": 2.0}),
+            ("P", "b", {"correct": False, "parsed": True, "steps": [step(True), step(False)], "all_valid": False, "reward": 0.5}),
+            ("P", "c", {"correct": False, "parsed": False, "steps": [], "all_valid": False, "reward": 0.0}),
+        ]
+    )
+    m = verdict_metrics(proofs)
+    assert (m["valid_step_rate"], m["all_valid_rate"]) == (4 / 5, 1 / 3)
+    assert verdict_metrics([]) == {}
