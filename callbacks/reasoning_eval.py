@@ -24,6 +24,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.schedule import EvaluationSchedule
 from datamodules.metrics import mcnemar, verdict_metrics
 from datamodules.records import Episode, write_json_atomic
 from datamodules.rollout import RolloutEngine, make_env
@@ -48,7 +49,7 @@ def _success(episode: Episode) -> bool:
     return bool(v.get("correct", v.get("all_valid", False)))
 
 
-class ReasoningEval(L.Callback):
+class ReasoningEval(EvaluationSchedule):
     """Held-out accuracy of a reasoning env, before training and every K epochs.
 
     Args:
@@ -157,16 +158,6 @@ class ReasoningEval(L.Callback):
             test = mcnemar([first["problems"][s] for s in common], [entry["problems"][s] for s in common])
             rows.append({"label": entry["label"], **entry["metrics"], "mcnemar_vs_first": test})
         return rows
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.at_start and not any(h["label"] == "start" for h in self.history):
-            self.evaluate(trainer, pl_module, "start")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
-        if (epoch + 1) % self.every_n_epochs == 0 or last:
-            self.evaluate(trainer, pl_module, f"epoch{epoch:03d}")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         rows = self.comparison()

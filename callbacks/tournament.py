@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.ratings import IllegalGate, RatingTable, plot_history
+from callbacks.schedule import EvaluationSchedule
 from datamodules.metrics import OutcomeRates, mcnemar, update_from_episodes, wilson_interval
 from datamodules.protocols import EnvSource, require
 from datamodules.records import Episode, write_json_atomic
@@ -184,6 +187,11 @@ class Tournament:
         return metrics, by_seed, episodes[:2]
 
 
+def _rating_key(name: str) -> str:
+    """``generate@epoch002`` -> ``policy_generate`` (one curve per mode); an opponent keeps its name."""
+    return f"policy_{name.split('@')[0]}" if "@" in name else name
+
+
 def _alternate_seats(game_index: int) -> dict:
     """The learner takes the first two seats in turn, so both sides of the game are measured."""
     return {"learner_seat": game_index % 2}
@@ -262,7 +270,7 @@ def summary_line(mode: str, opponent: str, row: dict) -> str:
     )
 
 
-class TournamentCallback(L.Callback):
+class TournamentCallback(EvaluationSchedule):
     """Evaluates the policy before training, every K epochs, and after the last epoch.
 
     Args:
@@ -284,6 +292,13 @@ class TournamentCallback(L.Callback):
         ci_half_width: Play each match until the success rate's 95% interval is at most this wide
             on each side (or ``num_games`` are played): see :class:`Tournament`. The before/after
             comparison is on the seeds both evaluations played.
+        ratings: Rate the policy (one player per mode and evaluation) and the opponents with
+            openskill over every game (:class:`callbacks.ratings.RatingTable`); log the ordinals
+            (``eval/rating/...``) and write ``reports/tournament_ratings.png`` (ratings, success and
+            illegal rates over time; also a TensorBoard image).
+        gate_illegal_increase: Log ``eval/gated_success`` (a ``ModelCheckpoint`` monitor, mode max):
+            the mean success rate, or -1 when the mean illegal-answer rate rose by more than this
+            over the best evaluation so far, which is then never marked best.
     """
 
     def __init__(
@@ -300,6 +315,8 @@ class TournamentCallback(L.Callback):
         exploitability: bool = False,
         name: str | None = None,
         ci_half_width: float | None = None,
+        ratings: bool = False,
+        gate_illegal_increase: float | None = None,
     ) -> None:
         if name is not None and (not name or not name.replace("_", "").replace("-", "").isalnum()):
             raise ConfigError(f"TournamentCallback: name must be letters, digits, '-' or '_'; got {name!r}")
@@ -318,6 +335,9 @@ class TournamentCallback(L.Callback):
         self.ci_half_width = ci_half_width
         self.success = "non_loss"  # set from the game when the first tournament is built
         self.history: list[dict] = []
+        self.ratings = RatingTable() if ratings else None
+        self.rating_history: list[dict] = []
+        self.gate = IllegalGate(gate_illegal_increase) if gate_illegal_increase is not None else None
 
     @property
     def state_key(self) -> str:
@@ -361,6 +381,15 @@ class TournamentCallback(L.Callback):
         }
         if self.exploitability:
             entry["exploitability"] = tournament.exploitability(pl_module.policy)
+        if self.ratings is not None:
+            entry["ratings"] = self.ratings.update(label, played["games"])
+            self.rating_history.append({"label": label, "ordinals": entry["ratings"]})
+        if self.gate is not None:
+            matches = [m for by_opp in results.values() for m in by_opp.values()]
+            success = sum(m[f"{self.success}_rate"] for m in matches) / len(matches)
+            illegal = sum(m["illegal_rate"] for m in matches) / len(matches)
+            entry["gated_success"] = self.gate.score(success, illegal)
+            trainer.callback_metrics[f"{self._prefix}/gated_success"] = torch.tensor(entry["gated_success"])
         self.history.append(entry)
         if trainer.logger is not None:
             flat = {
@@ -371,6 +400,10 @@ class TournamentCallback(L.Callback):
             }
             if "exploitability" in entry:
                 flat[f"{self._prefix}/exploitability"] = entry["exploitability"]["exploitability"]
+            for name, value in entry.get("ratings", {}).items():
+                flat[f"{self._prefix}/rating/{_rating_key(name)}"] = value
+            if "gated_success" in entry:
+                flat[f"{self._prefix}/gated_success"] = entry["gated_success"]
             trainer.logger.log_metrics(flat, step=trainer.global_step)
             for mode, by_opp in played["samples"].items():
                 for opp, sample in by_opp.items():
@@ -379,7 +412,20 @@ class TournamentCallback(L.Callback):
         if trainer.is_global_zero:
             write_json_atomic(self._report(trainer, label), entry)
             write_json_atomic(self._report(trainer, "history"), self.history)
+            if self.ratings is not None:
+                self._plot(trainer)
         return entry
+
+    def _plot(self, trainer: L.Trainer) -> None:
+        import matplotlib.pyplot as plt
+
+        path = self._report(trainer, "ratings").with_suffix(".png")
+        fig = plot_history(self.history, self.rating_history, self.success, path)
+        for logger in trainer.loggers:
+            add_figure = getattr(getattr(logger, "experiment", None), "add_figure", None)
+            if add_figure is not None:
+                add_figure(f"{self._prefix}/ratings", fig, global_step=trainer.global_step, close=False)
+        plt.close(fig)
 
     def _report(self, trainer: L.Trainer, suffix: str) -> Path:
         stem = "tournament" if self.name is None else f"tournament_{self.name}"
@@ -406,19 +452,19 @@ class TournamentCallback(L.Callback):
             }
             write_json_atomic(self._report(trainer, "comparison"), report)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.at_start and not any(h["label"] == "start" for h in self.history):
-            self.evaluate(trainer, pl_module, "start")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
-        if (epoch + 1) % self.every_n_epochs == 0 or last:
-            self.evaluate(trainer, pl_module, f"epoch{epoch:03d}")
-
     def state_dict(self) -> dict:
-        return {"history": self.history, "success": self.success}
+        state = {"history": self.history, "success": self.success, "rating_history": self.rating_history}
+        if self.ratings is not None:
+            state["ratings"] = self.ratings.state_dict()
+        if self.gate is not None:
+            state["gate"] = self.gate.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = list(state_dict.get("history", []))
         self.success = state_dict.get("success", self.success)
+        self.rating_history = list(state_dict.get("rating_history", []))
+        if self.ratings is not None and "ratings" in state_dict:
+            self.ratings = RatingTable(state_dict["ratings"])
+        if self.gate is not None and "gate" in state_dict:
+            self.gate = IllegalGate(self.gate.max_increase, state_dict["gate"])

@@ -94,6 +94,16 @@ def load_trained_module(config: str, ckpt_path: str):
     return module
 
 
+def _add_model_args(p: argparse.ArgumentParser, what: str) -> None:
+    """The options that name the language model a verb plays: a model, or a checkpoint and its config."""
+    p.add_argument("--model", help="hub name or local folder (default: the embedded SmolLM2-135M)")
+    p.add_argument("--config", help="with --ckpt_path: the config a checkpoint was trained with")
+    p.add_argument("--ckpt_path", help=f"a lightspiel checkpoint to {what}")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--max_new_tokens", type=int, default=16)
+    p.add_argument("--mode", default="generate", help="score, constrained or generate")
+
+
 def _policy(args):
     if args.ckpt_path:
         if not args.config:
@@ -119,12 +129,7 @@ def rollout(argv: list[str]) -> int:
     p.add_argument(
         "--opponent", help="seat the env's built-in opponent (random, mcts, heuristic, ...) against the llm"
     )
-    p.add_argument("--model", help="hub name or local folder (default: the embedded SmolLM2-135M)")
-    p.add_argument("--config", help="with --ckpt_path: the config a checkpoint was trained with")
-    p.add_argument("--ckpt_path", help="a lightspiel checkpoint to play")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--max_new_tokens", type=int, default=16)
-    p.add_argument("--mode", default="generate", help="score, constrained or generate")
+    _add_model_args(p, "play")
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--games", type=int, default=100)
@@ -266,12 +271,7 @@ def tournament(argv: list[str]) -> int:
     p.add_argument(
         "--opponent", default="heuristic", help="random, mcts, minimax or heuristic (what the env takes)"
     )
-    p.add_argument("--model", help="hub name or local folder (default: the embedded SmolLM2-135M)")
-    p.add_argument("--config", help="with --ckpt_path: the config a checkpoint was trained with")
-    p.add_argument("--ckpt_path", help="a lightspiel checkpoint to evaluate")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--max_new_tokens", type=int, default=16)
-    p.add_argument("--mode", default="generate", help="score, constrained or generate")
+    _add_model_args(p, "evaluate")
     p.add_argument("--games", type=int, default=100, help="games (half in each seat)")
     p.add_argument("--seed", type=int, default=900_000_000, help="first held-out seed")
     p.add_argument("--out", required=True, help="the JSON report to write")
