@@ -191,7 +191,7 @@ def _report(metrics: dict, games: int, seconds: float, out: str, requirements) -
 
 
 def pairs(argv: list[str]) -> int:
-    from datamodules.pairs import STRATEGIES, build_pairs
+    from datamodules.pairs import STRATEGIES, build_pairs, judge_pairs
     from datamodules.records import Episode, read_jsonl, write_jsonl_atomic
     from modules.errors import check_choice
 
@@ -201,6 +201,13 @@ def pairs(argv: list[str]) -> int:
     p.add_argument("--margin", type=float, default=0.1)
     p.add_argument("--max_pairs_per_state", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--judge", help="re-score ambiguous pairs with this judge model (hub name, folder, or 'embedded')"
+    )
+    p.add_argument(
+        "--judge_band", type=float, default=0.1, help="pairs with a gap up to margin + band are asked"
+    )
+    p.add_argument("--judge_threshold", type=float, default=0.6, help="confidence to keep (1 - it: flip)")
     p.add_argument("--out", required=True, help="pairs JSONL to write")
     args = p.parse_args(argv)
     check_choice(args.strategy, STRATEGIES, "--strategy")
@@ -213,19 +220,37 @@ def pairs(argv: list[str]) -> int:
         built = build_pairs(episodes, args.strategy, **kwargs)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    bad = [q for q in built if not q.chosen_score > q.rejected_score]
+    judged: dict[str, int] = {}
+    if args.judge:
+        from modules.judge import Judge
+
+        judge = Judge(None if args.judge == "embedded" else args.judge)
+        before = len(built)
+        try:
+            built = judge_pairs(built, judge, args.margin, args.judge_band, args.judge_threshold)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        judged = {"keep": 0, "flip": 0, "drop": before - len(built)}
+        for q in built:
+            if q.judge:
+                judged[q.judge["decision"]] += 1
+    # A pair the judge flipped keeps each answer's own score: it is the one row allowed to break the order.
+    bad = [
+        q
+        for q in built
+        if not q.chosen_score > q.rejected_score and not (q.judge and q.judge["decision"] == "flip")
+    ]
     write_jsonl_atomic(args.out, built)
     states = len({q.state_key for q in built})
-    print(
-        json.dumps(
-            {
-                "episodes": len(episodes),
-                "pairs": len(built),
-                "states": states,
-                "score_order_violations": len(bad),
-            }
-        )
-    )
+    figures = {
+        "episodes": len(episodes),
+        "pairs": len(built),
+        "states": states,
+        "score_order_violations": len(bad),
+    }
+    if args.judge:
+        figures["judged"] = judged
+    print(json.dumps(figures))
     print(f"lightspiel pairs: {len(built)} pairs from {states} states -> {args.out}", file=sys.stderr)
     if bad:
         print(

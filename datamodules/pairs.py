@@ -23,6 +23,7 @@ For the reasoning envs (answers are free text; each turn carries the env's ``ver
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections import defaultdict
@@ -236,6 +237,62 @@ def validity_pairs(
         for a, b in found[:max_pairs_per_state]:
             pairs.append(_pair(group, a, b, share[a], share[b], "validity"))
     return pairs
+
+
+def judge_decision(confidence: float, threshold: float = 0.6) -> str:
+    """What a judge's confidence that the chosen answer is better does to a pair: ``keep`` at or above
+    ``threshold``, ``flip`` at or below ``1 - threshold``, ``drop`` in between (too close to call)."""
+    if not 0.5 <= threshold <= 1.0:
+        raise ValueError(f"judge threshold must be in [0.5, 1], got {threshold}")
+    if confidence >= threshold:
+        return "keep"
+    if confidence <= 1.0 - threshold:
+        return "flip"
+    return "drop"
+
+
+def judge_pairs(
+    pairs: Sequence[PreferencePair], judge, margin: float, band: float = 0.1, threshold: float = 0.6
+) -> list[PreferencePair]:
+    """Re-score the pairs whose score gap lies within ``band`` of ``margin`` (the ambiguous ones) with
+    ``judge.preferences([(prompt, chosen, rejected)])`` (see :class:`modules.judge.Judge`): each is
+    kept, flipped (chosen and rejected swapped, each keeping its own score) or dropped by
+    :func:`judge_decision`, and the decision is stored in the pair's ``judge`` field. Other pairs
+    pass unchanged (an illegal answer's score is far below any legal one's, so those pairs are
+    outside the band)."""
+    if band < 0:
+        raise ValueError(f"judge band must be >= 0, got {band}")
+    ambiguous = [i for i, p in enumerate(pairs) if p.chosen_score - p.rejected_score <= margin + band]
+    confidences = judge.preferences(
+        [(pairs[i].prompt, pairs[i].chosen, pairs[i].rejected) for i in ambiguous]
+    )
+    verdicts = dict(zip(ambiguous, confidences))
+    out = []
+    for i, pair in enumerate(pairs):
+        if i not in verdicts:
+            out.append(pair)
+            continue
+        decision = judge_decision(verdicts[i], threshold)
+        record = {
+            "model": getattr(judge, "name", type(judge).__name__),
+            "decision": decision,
+            "confidence": float(verdicts[i]),
+            "gap": pair.chosen_score - pair.rejected_score,
+        }
+        if decision == "keep":
+            out.append(dataclasses.replace(pair, judge=record))
+        elif decision == "flip":
+            out.append(
+                dataclasses.replace(
+                    pair,
+                    chosen=pair.rejected,
+                    rejected=pair.chosen,
+                    chosen_score=pair.rejected_score,
+                    rejected_score=pair.chosen_score,
+                    judge=record,
+                )
+            )
+    return out
 
 
 def build_pairs(episodes: Sequence[Episode], strategy: str = "margin", **kwargs) -> list[PreferencePair]:

@@ -22,7 +22,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
-from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, split_pairs
+from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, judge_pairs, split_pairs
 from datamodules.records import (
     Episode,
     PreferencePair,
@@ -84,6 +84,13 @@ class PreferenceDataModule(L.LightningDataModule):
             ``IterativeRegeneration(update_reference: true)`` the DPO reference then starts from the
             SFT model (seed 003: SFT, then DPO against it).
         sft_examples: Gold examples per SFT iteration.
+        judge_model: Re-score ambiguous pairs (score gap within ``judge_band`` of ``margin``) with this
+            frozen judge model (hub name or folder; ``embedded`` for the embedded model): each is kept,
+            flipped or dropped (``datamodules.pairs.judge_pairs``; seed 000's offline judge), the
+            decision stored in the pair's ``judge`` field. None: no judge.
+        judge_band: How far above ``margin`` a pair's gap may be and still be asked.
+        judge_threshold: The judge's confidence needed to keep (or, at ``1 - threshold``, flip) a pair.
+        judge_dtype: The judge's dtype.
         eval_ratio: Fraction of states held out for evaluation.
         seed: Seeds the episodes, the pair sampling and the split.
         batch_size: Pairs per training batch (about: a state's pairs stay in one batch).
@@ -110,6 +117,10 @@ class PreferenceDataModule(L.LightningDataModule):
         require_valid_winner: bool = False,
         sft_iterations: int = 0,
         sft_examples: int = 256,
+        judge_model: str | None = None,
+        judge_band: float = 0.1,
+        judge_threshold: float = 0.6,
+        judge_dtype: str = "auto",
         eval_ratio: float = 0.1,
         seed: int = 0,
         batch_size: int = 8,
@@ -137,6 +148,10 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.margin must be > 0, got {margin}")
         if min_validity_gap <= 0:
             raise ConfigError(f"--data.min_validity_gap must be > 0, got {min_validity_gap}")
+        if judge_band < 0 or not 0.5 <= judge_threshold <= 1.0:
+            raise ConfigError(
+                f"--data.judge_band must be >= 0 and judge_threshold in [0.5, 1], got {judge_band}, {judge_threshold}"
+            )
         if sft_iterations < 0:
             raise ConfigError(f"--data.sft_iterations must be >= 0, got {sft_iterations}")
         if not 0.0 <= eval_ratio < 1.0:
@@ -159,6 +174,9 @@ class PreferenceDataModule(L.LightningDataModule):
         self.samples_per_problem = samples_per_problem
         self.min_validity_gap, self.require_valid_winner = min_validity_gap, require_valid_winner
         self.sft_iterations, self.sft_examples = sft_iterations, sft_examples
+        self.judge_model, self.judge_band, self.judge_threshold = judge_model, judge_band, judge_threshold
+        self.judge_dtype = judge_dtype
+        self._judge = None
         self.batch_size, self._run_dir = batch_size, run_dir
         self.train_sft: list[SFTExample] = []
         self.eval_sft: list[SFTExample] = []
@@ -306,6 +324,14 @@ class PreferenceDataModule(L.LightningDataModule):
             kwargs["oracle"] = self.oracle
         return kwargs
 
+    def _load_judge(self):
+        """The judge model, loaded once (a frozen second model; see :mod:`modules.judge`)."""
+        if self._judge is None:
+            from modules.judge import Judge
+
+            self._judge = Judge(None if self.judge_model == "embedded" else self.judge_model, self.judge_dtype)
+        return self._judge
+
     def build(self, policy=None) -> None:
         """Episodes -> pairs -> split, written to the iteration folder (gold examples in the SFT stage)."""
         if self.sft_stage:
@@ -317,6 +343,8 @@ class PreferenceDataModule(L.LightningDataModule):
         for earlier in range(max(self.sft_iterations, self.iteration - self.window + 1), self.iteration):
             episodes = self._stored_episodes(earlier) + episodes
         pairs = build_pairs(episodes, self.strategy, **self._pair_options())
+        if self.judge_model is not None:
+            pairs = judge_pairs(pairs, self._load_judge(), self.margin, self.judge_band, self.judge_threshold)
         # The chat the pairs are trained in, written with them (TRL reads the same).
         system = getattr(policy, "system_message", None)
         for pair in pairs:

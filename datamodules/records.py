@@ -99,6 +99,9 @@ class PreferencePair:
     episode_ids: list[str] = field(default_factory=list)
     iteration: int = 0
     system: str | None = None  # the system message of the policy the pair is for (None: none sent)
+    # A judge's re-scoring of an ambiguous pair: {"model", "decision" (keep/flip/drop), "confidence"
+    # (its probability that the chosen answer is better), "gap"}; None when no judge looked at it.
+    judge: dict | None = None
 
 
 @dataclass
