@@ -167,7 +167,13 @@ def rollout(argv: list[str]) -> int:
         result = engine.play(None, seeds, seats=lambda _i: [agent] * n)
     seconds = time.perf_counter() - start
     write_jsonl_atomic(args.out, result.episodes)
-    return _report(result.metrics, len(result.episodes), seconds, args.out, requirements)
+    metrics = dict(result.metrics)
+    if args.agent != "llm":  # no learner seat: the answer figures are over every turn of the log
+        turns = [t for e in result.episodes for t in e.turns]
+        metrics["parse_rate"] = sum(t.parsed for t in turns) / max(1, len(turns))
+        metrics["illegal_rate"] = sum(not t.legal for t in turns) / max(1, len(turns))
+        metrics["mean_length"] = len(turns) / max(1, len(result.episodes))
+    return _report(metrics, len(result.episodes), seconds, args.out, requirements)
 
 
 def _report(metrics: dict, games: int, seconds: float, out: str, requirements) -> int:

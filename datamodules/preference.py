@@ -63,6 +63,9 @@ class PreferenceDataModule(L.LightningDataModule):
             dealt round-robin among them (overrides ``env_kwargs.opponent``). Self-play alone sees only
             the states its own sharpening policy reaches; a random opponent keeps the states varied.
         episodes_path: A JSONL file of episodes to use for iteration 0 instead of playing.
+        pairs_path: A JSONL file of pairs to train iteration 0 on, as given (e.g. made and inspected
+            with ``python -m cli pairs`` and ``split``); ``eval_pairs_path`` the held-out ones.
+        eval_pairs_path: Held-out pairs for validation with ``pairs_path``.
         num_episodes: Games played per iteration.
         num_envs: Games stepped together (one batched policy call per wave).
         mode: How the policy acts in rollouts: ``score``, ``constrained`` or ``generate``.
@@ -103,6 +106,8 @@ class PreferenceDataModule(L.LightningDataModule):
         env_kwargs: dict | None = None,
         opponents: list[str] | None = None,
         episodes_path: str | None = None,
+        pairs_path: str | None = None,
+        eval_pairs_path: str | None = None,
         num_episodes: int = 64,
         num_envs: int = 16,
         mode: str = "score",
@@ -160,6 +165,11 @@ class PreferenceDataModule(L.LightningDataModule):
 
         for opponent in opponents or []:
             check_choice(opponent, OPPONENTS, "--data.opponents")
+        for option, path in (("pairs_path", pairs_path), ("eval_pairs_path", eval_pairs_path)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"--data.{option}: no such file {path!r} (expected pairs JSONL)")
+        if pairs_path is not None and episodes_path is not None:
+            raise ConfigError("--data: give episodes_path (pairs are built) or pairs_path (pairs as given), not both")
         if episodes_path is not None and not Path(episodes_path).is_file():
             raise ConfigError(
                 f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)"
@@ -167,6 +177,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.opponents = list(opponents or [])
         self.episodes_path = episodes_path
+        self.pairs_path, self.eval_pairs_path = pairs_path, eval_pairs_path
         self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
         self.temperature, self.window = temperature, window
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
@@ -336,6 +347,14 @@ class PreferenceDataModule(L.LightningDataModule):
         """Episodes -> pairs -> split, written to the iteration folder (gold examples in the SFT stage)."""
         if self.sft_stage:
             self._build_sft(policy)
+            return
+        if self.iteration == 0 and self.pairs_path:
+            self.train_pairs = read_jsonl(self.pairs_path, PreferencePair)
+            self.eval_pairs = read_jsonl(self.eval_pairs_path, PreferencePair) if self.eval_pairs_path else []
+            self.rollout_metrics, self.last_episodes = {}, []
+            if not self.train_pairs:
+                raise ConfigError(f"--data.pairs_path {self.pairs_path!r} holds no pairs")
+            self._built = self.iteration
             return
         self.rollout_metrics = {}
         episodes = self.episodes(policy)

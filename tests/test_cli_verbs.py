@@ -35,7 +35,8 @@ def test_rollout_pairs_split_chain_with_acceptance_figures(tmp_path, capsys):
         ],
         capsys,
     )
-    assert code == 0 and figures["games"] == 40 and figures["illegal_rate"] == 0.0
+    assert code == 0 and figures["games"] == 40 and (figures["parse_rate"], figures["illegal_rate"]) == (1.0, 0.0)
+    assert figures["mean_length"] >= 2  # a Kuhn hand takes two or three decisions, all counted
     stored = read_jsonl(episodes, Episode)
     assert len(stored) == 40 and all(e.players == ["heuristic", "heuristic"] for e in stored)
     # A bar random play cannot meet fails the run (exit 1), after writing the episodes.
