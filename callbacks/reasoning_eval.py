@@ -45,7 +45,7 @@ def _line(m: dict) -> str:
 
 
 def _success(episode: Episode) -> bool:
-    v = episode.turns[0].verdict or {} if episode.turns else {}
+    v = (episode.turns[0].verdict or {}) if episode.turns else {}
     return bool(v.get("correct", v.get("all_valid", False)))
 
 
@@ -111,9 +111,8 @@ class ReasoningEval(EvaluationSchedule):
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
         seeds = [self.seed + i for i in range(self.num_problems)]
         engine = RolloutEngine(self.env, self.env_kwargs, min(self.num_envs, self.num_problems))
-        played = engine.play(
-            pl_module.policy, seeds, mode=self.mode, greedy=True, progress=f"eval {self.name}"
-        )
+        with self._asking(pl_module.policy):
+            played = engine.play(pl_module.policy, seeds, mode=self.mode, greedy=True, progress=f"eval {self.name}")
         episodes = played.episodes
         entry = {
             "label": label,

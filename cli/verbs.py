@@ -65,7 +65,10 @@ def _requirements(items: list[str]) -> list[tuple[str, str, float]]:
         m = _REQUIRE.match(item.strip())
         if not m:
             raise ConfigError(f"--require {item!r}: expected <metric><op><number>, e.g. parse_rate>=0.98")
-        out.append((m.group(1), m.group(2), float(m.group(3))))
+        try:
+            out.append((m.group(1), m.group(2), float(m.group(3))))
+        except ValueError:
+            raise ConfigError(f"--require {item!r}: {m.group(3)!r} is not a number") from None
     return out
 
 
@@ -77,6 +80,7 @@ def load_trained_module(config: str, ckpt_path: str):
 
     if not Path(config).is_file():
         raise ConfigError(f"--config: no such file {config!r}")
+    config = _without_run_keys(config)
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"--ckpt_path: no such file {ckpt_path!r} (expected a lightspiel .ckpt)")
     try:
@@ -92,6 +96,30 @@ def load_trained_module(config: str, ckpt_path: str):
     module.on_load_checkpoint(checkpoint)  # checks shapes and missing trainable weights, one clear error
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     return module
+
+
+#: What building a module from a config reads; a config saved by ``fit`` has more (ckpt_path, ...).
+_MODULE_KEYS = ("seed_everything", "trainer", "model", "data")
+
+
+def _without_run_keys(config: str) -> str:
+    """The config without what only a ``fit`` run reads: the config ``fit`` saves in the run folder
+    (every command-line override included) also has ``ckpt_path``, ``weights_only``, ..., which
+    building the module rejects."""
+    import tempfile
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return config  # the CLI's own check reports it with file, line and column
+    if not isinstance(data, dict) or set(data) <= set(_MODULE_KEYS):
+        return config
+    fd, path = tempfile.mkstemp(prefix="lightspiel-config-", suffix=".yaml")
+    with open(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump({k: v for k, v in data.items() if k in _MODULE_KEYS}, fh)
+    return path
 
 
 def _add_model_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -240,11 +268,14 @@ def pairs(argv: list[str]) -> int:
         for q in built:
             if q.judge:
                 judged[q.judge["decision"]] += 1
-    # A pair the judge flipped keeps each answer's own score: it is the one row allowed to break the order.
+    # Rows allowed to break the score order: a pair the judge flipped (each answer keeps its own score),
+    # and correctness pairs (a correct answer beats a wrong one whatever the shaping terms scored).
     bad = [
         q
         for q in built
-        if not q.chosen_score > q.rejected_score and not (q.judge and q.judge["decision"] == "flip")
+        if not q.chosen_score > q.rejected_score
+        and not (q.judge and q.judge["decision"] == "flip")
+        and q.strategy != "correctness"
     ]
     write_jsonl_atomic(args.out, built)
     states = len({q.state_key for q in built})

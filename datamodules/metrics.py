@@ -333,9 +333,10 @@ def verdict_metrics(episodes: Sequence[Episode]) -> dict[str, float]:
     if any("format_ok" in v for v in verdicts):
         out["marker_rate"] = sum(bool(v.get("format_ok")) for v in verdicts) / n
     if any("steps" in v for v in verdicts):
-        steps = sum(len(v.get("steps", [])) for v in verdicts)
-        valid = sum(sum(bool(s.get("solver_valid")) for s in v.get("steps", [])) for v in verdicts)
+        # restated facts are valid but prove nothing: the rate is over the other steps
+        counted = [s for v in verdicts for s in v.get("steps", []) if s.get("kind") != "fact"]
+        steps = len(counted)
+        valid = sum(bool(s.get("solver_valid")) for s in counted)
         out["valid_step_rate"] = valid / steps if steps else 0.0
         out["all_valid_rate"] = sum(bool(v.get("all_valid")) for v in verdicts) / n
     return out
-

@@ -17,8 +17,9 @@ For the reasoning envs (answers are free text; each turn carries the env's ``ver
   (the verdict's ``reward``: correctness plus format and length terms) to a lower one when the gap
   is at least ``margin``. Correctness always comes first, whatever the shaping terms say.
 - ``validity`` (seed 004): proofs of one problem ranked by their share of solver-valid steps; the
-  higher is preferred when the gap is at least ``min_validity_gap``, and with
-  ``require_valid_winner`` only a proof whose every step is valid may win.
+  higher is preferred when the gap is at least ``min_validity_gap`` (never a proof with a wrong
+  final answer over one with the right answer), and with ``require_valid_winner`` only a proof whose
+  every step is valid (and that reaches the statement) may win.
 """
 
 from __future__ import annotations
@@ -232,6 +233,9 @@ def validity_pairs(
             for b in ranked[i + 1 :]
             if share[a] - share[b] >= min_validity_gap
             and (not require_valid_winner or answers[a].get("all_valid"))
+            and (
+                answers[a].get("correct") or not answers[b].get("correct")
+            )  # never a wrong answer over a right one
         ]
         rng.shuffle(found)
         for a, b in found[:max_pairs_per_state]:

@@ -55,6 +55,13 @@ def test_export_loads_with_plain_peft_and_transformers_with_the_same_logps(
     assert sorted(p.name for p in (out / "adapter").iterdir() if p.suffix == ".safetensors") == [
         "adapter_model.safetensors"
     ]
+    # The config fit saved in the run folder (every override, and a ckpt_path key) works as well.
+    (saved,) = run.rglob("config.yaml")
+    again = load_trained_module(str(saved), str(ckpt)).policy
+    with torch.no_grad(), again.evaluating():
+        assert float(again.completion_logps([prompt], [[completion]])[0, 0]) == pytest.approx(
+            float(expected), abs=1e-6
+        )
 
 
 def test_export_bad_inputs_are_one_line(tmp_path, tiny_config, capsys):

@@ -32,6 +32,10 @@ from modules.errors import ConfigError, DataFileError
         ("#### 6/4", "1.5", "marker"),
         ("answer: −3", "-3", "phrase"),
         ("#### 10\nlater text 99", "10", "marker"),  # the marker wins over a later number
+        ("The answer is 42, where x = 6", "42", "phrase"),  # "=" only splits a calculation
+        ("The answer isn't 5, it's 7", "7", "last_number"),
+        ("So the total is 10 - 3", "3", "last_number"),  # "- 3" is a subtraction, not -3
+        ("#### 0.1234567890123456", "0.1234567890123456", "marker"),  # exact, not rounded to 12 digits
     ],
 )
 def test_answer_extraction_formats(text, answer, method):
@@ -47,6 +51,8 @@ def test_answer_extraction_finds_nothing_without_a_number(text):
 def test_answers_compare_by_value_and_wrong_ones_fail():
     assert answers_match("42.0", "42") and answers_match("1/2", "0.5") and answers_match("1,000", "1000")
     assert not answers_match("41", "42") and not answers_match(None, "42") and not answers_match("-42", "42")
+    found = extract_answer("#### 1234567890123.9").answer
+    assert not answers_match(found, "1234567890123.5") and answers_match(found, "1234567890123.90")
 
 
 def test_math_env_rewards_any_text_and_splits_the_terms():
@@ -110,6 +116,10 @@ def test_task_options_name_the_closest_valid_one():
         GymProblems("chainsum")
     with pytest.raises(ConfigError, match="did you mean 'max_terms'"):
         GymProblems("chain_sum", {"max_term": 3})
+    with pytest.raises(
+        ConfigError, match="not numbers"
+    ):  # Math-v0 checks numbers: say so, not score 0 forever
+        GymProblems("word_sorting")
     with pytest.raises(ConfigError, match="prompt_variant.*did you mean 'direct'"):
         make_env("lightspiel/Math-v0", {"prompt_variant": "drect"})
 
@@ -124,7 +134,7 @@ def test_solver_accepts_gold_proofs_and_names_the_first_bad_step():
     for seed in range(30):
         p = generate(seed, 2, 4, 2)
         verdict = check_proof(p.premises, p.query, "\n".join(p.proof))
-        assert all(s["solver_valid"] for s in verdict["steps"]) and verdict["proved"]
+        assert all(s["solver_valid"] for s in verdict["steps"]) and verdict["proved"] == p.answer
         assert verdict["answer"] == p.answer
     p = generate(1, 3, 3, 2)  # fact, 3 rule applications, answer
     lines = list(p.proof)
@@ -157,3 +167,25 @@ def test_solver_accepts_gold_proofs_and_names_the_first_bad_step():
         "unreadable",
         "states something neither given nor proved, citing no rule",
     ]
+
+
+def test_proof_reward_counts_only_steps_that_prove_something():
+    env = make_env("lightspiel/LogicProof-v0")
+    env.reset(seed=3)
+    _, gold = env.unwrapped.gold_solution(3)
+    fact, answer = gold.splitlines()[0], gold.splitlines()[-1]
+
+    def judge(text):
+        env.reset(seed=3)
+        return env.step(text)[4]["verdict"]
+
+    full = judge(gold)
+    assert (full["reward"], full["valid_share"], full["all_valid"]) == (2.0, 1.0, True)
+    lazy = judge(f"{fact}\n{answer}")  # restating the fact and guessing proves nothing
+    assert (lazy["valid_share"], lazy["all_valid"], lazy["reward"]) == (0.0, False, 1.0)
+    flipped = answer.replace("False", "X").replace("True", "False").replace("X", "True")
+    wrong = judge(gold.replace(answer, flipped))  # a valid proof whose answer contradicts it
+    assert wrong["all_valid"] is False and wrong["reward"] == 1.0
+    numbered = "\n".join(f"{i + 1}. {line}" for i, line in enumerate(gold.splitlines()[:-1]))
+    formatted = judge(f"{numbered}\n**Final answer:** {answer.split()[-1]}")  # numbering and markdown
+    assert (formatted["reward"], formatted["all_valid"]) == (2.0, True)

@@ -145,6 +145,11 @@ def test_validity_pairs_respect_the_gap_and_the_valid_winner_rule():
     )
     pairs = build_pairs(eps, "validity", min_validity_gap=0.3, max_pairs_per_state=10)
     assert {(p.chosen, p.rejected) for p in pairs} == {("a", "c"), ("a", "d"), ("b", "d"), ("c", "d")}
+    # A more valid proof with the wrong answer never beats a less valid one with the right answer.
+    mixed = _episodes(
+        [("P", "a", {**v(1.0, False), "correct": False}), ("P", "b", {**v(0.5, False), "correct": True})]
+    )
+    assert build_pairs(mixed, "validity", min_validity_gap=0.3) == []
     strict = build_pairs(
         eps, "validity", min_validity_gap=0.3, require_valid_winner=True, max_pairs_per_state=10
     )
@@ -260,7 +265,11 @@ def test_verdict_metrics_count_accuracy_and_valid_steps_by_hand():
         [
             ("P", "#### 3", {"correct": True, "parsed": True, "format_ok": True, "length": 6, "reward": 1.0}),
             ("P", "3", {"correct": True, "parsed": True, "format_ok": False, "length": 1, "reward": 1.0}),
-            ("Q", "#### 4", {"correct": False, "parsed": True, "format_ok": True, "length": 6, "reward": 0.0}),
+            (
+                "Q",
+                "#### 4",
+                {"correct": False, "parsed": True, "format_ok": True, "length": 6, "reward": 0.0},
+            ),
             ("Q", "?", {"correct": False, "parsed": False, "format_ok": False, "length": 1, "reward": 0.0}),
         ]
     )
@@ -274,8 +283,28 @@ def test_verdict_metrics_count_accuracy_and_valid_steps_by_hand():
 
     proofs = _episodes(
         [
-            ("P", "a", {"correct": True, "parsed": True, "steps": [step(True)] * 3, "all_valid": True, "reward": 2.0}),
-            ("P", "b", {"correct": False, "parsed": True, "steps": [step(True), step(False)], "all_valid": False, "reward": 0.5}),
+            (
+                "P",
+                "a",
+                {
+                    "correct": True,
+                    "parsed": True,
+                    "steps": [step(True)] * 3,
+                    "all_valid": True,
+                    "reward": 2.0,
+                },
+            ),
+            (
+                "P",
+                "b",
+                {
+                    "correct": False,
+                    "parsed": True,
+                    "steps": [step(True), step(False)],
+                    "all_valid": False,
+                    "reward": 0.5,
+                },
+            ),
             ("P", "c", {"correct": False, "parsed": False, "steps": [], "all_valid": False, "reward": 0.0}),
         ]
     )

@@ -1,8 +1,9 @@
 """Final answers out of free text, and their exact check.
 
 A model's answer text is searched, in this order, for: the GSM8K marker ``#### 42``, a LaTeX
-``\\boxed{42}``, a phrase (``the answer is 42``, ``final answer: 42``; the number after the
-phrase's last ``=`` if it has one), and finally the last number anywhere. Numbers tolerate thousands separators (``1,234``), a currency sign,
+``\\boxed{42}``, a phrase (``the answer is 42``, ``final answer: 42``; after the ``=`` when the
+phrase goes on with a calculation, ``the answer is 3 + 4 = 7``), and finally the last number
+anywhere. Numbers tolerate thousands separators (``1,234``), a currency sign,
 a trailing unit or full stop, and compare by value (``42.0`` equals ``42``, ``1/2`` equals ``0.5``).
 Any text gets a verdict, never an exception; an answer that is absent is ``None``.
 
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal, localcontext
 from fractions import Fraction
 
-_NUMBER = r"[-−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?/\s?\d+)?"
+_NUMBER = r"[-−]?(?:\$\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?/\s?\d+)?"
 _NUMBER_RE = re.compile(_NUMBER)
 _MARKER_RE = re.compile(r"####\s*([^\n]*)")
 _BOXED_RE = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-_PHRASE_RE = re.compile(r"answer\s*(?:is|:|=)\s*:?\s*([^\n]*)", re.IGNORECASE)
+_PHRASE_RE = re.compile(r"answer\s*(?:is\b|:|=)\s*:?\s*([^\n]*)", re.IGNORECASE)
+_EXPRESSION_RE = re.compile(r"^[\d\s+\-−*/×÷().,$]+=\s*(.*)$")  # "3 + 4 = 7": the answer is after the "="
 
 # How an answer was found, best first (reported per answer; ``format_ok`` means the first).
 METHODS = ("marker", "boxed", "phrase", "last_number")
@@ -62,8 +65,11 @@ def _decimal_or_fraction(value: Fraction) -> str:
         d //= 2
     while d % 5 == 0:
         d //= 5
-    if d == 1:  # a terminating decimal
-        return format(float(value), ".12g")
+    if d == 1:  # a terminating decimal, written exactly
+        with localcontext() as ctx:
+            ctx.prec = len(str(abs(value.numerator))) + len(str(value.denominator)) + 2
+            text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
     return f"{value.numerator}/{value.denominator}"
 
 
@@ -82,7 +88,8 @@ def extract_answer(text: str, numeric: bool = True) -> Extracted:
         hits = regex.findall(text)
         for raw in reversed(hits):
             if method == "phrase":
-                raw = raw.rsplit("=", 1)[-1]
+                expression = _EXPRESSION_RE.match(raw.strip())
+                raw = expression.group(1) if expression else raw
             found = _first_number(raw) if numeric else raw.strip()
             if found:
                 return Extracted(normalise(found), method)

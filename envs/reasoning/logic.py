@@ -39,11 +39,16 @@ NAMES = ("Alex", "Max", "Polly", "Rex", "Sally", "Sam", "Stella", "Wren", "Fae",
 _RULE = re.compile(r"^every (\w+) is (not )?(?:an? )?(\w+)$")
 _FACT = re.compile(r"^(\w+) is (not )?(?:an? )?(\w+)$")
 _STEP = re.compile(r"^(every \w+ is (?:not )?(?:an? )?\w+)\s*[.,;]\s*so,? (\w+ is (?:not )?(?:an? )?\w+)$")
-_ANSWER = re.compile(r"^answer\s*:\s*(true|false)\b")
+_ANSWER = re.compile(r"^(?:final )?answer\s*(?:is)?\s*:?\s*(true|false)\b")
+_NUMBERING = re.compile(r"^(?:step\s*\d+\s*[:.)]|\d+\s*[.):])\s*")
 
 
 def _clean(line: str) -> str:
-    return re.sub(r"\s+", " ", line.strip().strip("*-").strip()).rstrip(".").strip().lower()
+    """A line as the solver reads it: markdown emphasis, bullets and step numbers dropped, spaces
+    collapsed, lower case, no final full stop."""
+    text = re.sub(r"[*_`]", "", line).strip().lstrip("-•").strip().lower()
+    text = _NUMBERING.sub("", text)
+    return re.sub(r"\s+", " ", text).rstrip(".").strip()
 
 
 def _statement(text: str) -> tuple[str, bool, str] | None:
@@ -116,12 +121,14 @@ def generate(seed: int, min_hops: int = 1, max_hops: int = 3, distractors: int =
 def check_proof(premises: tuple[str, ...] | list[str], query: str, text: str) -> dict:
     """Check a written proof against the premises, step by step (see the module docstring).
 
-    Returns ``{"steps": [{"line", "solver_valid", "solver_error"}], "answer": True/False/None,
-    "proved": the statement or its negation was established by valid steps}``. Any text is judged;
-    nothing raises.
+    Returns ``{"steps": [{"line", "solver_valid", "solver_error", "kind"}], "answer": True/False/None,
+    "proved": True/False/None}``: ``kind`` is ``fact`` (a given fact restated: valid, but it proves
+    nothing), ``rule`` (a rule applied) or ``invalid``; ``proved`` is the truth of the statement as
+    valid steps established it (None: they never reached it). Any text is judged; nothing raises.
     """
     rules = {r for r in (_rule(p) for p in premises) if r is not None}
-    known = {f for f in (_statement(p) for p in premises) if f is not None}
+    given = {f for f in (_statement(p) for p in premises) if f is not None}
+    known = set(given)
     target = _statement(query)
     steps, answer = [], None
     for raw in (text or "").splitlines()[:64]:
@@ -133,7 +140,11 @@ def check_proof(premises: tuple[str, ...] | list[str], query: str, text: str) ->
             answer = m.group(1) == "true"
             break
         steps.append({"line": raw.strip()[:200], **_judge_step(line, rules, known)})
-    proved = target is not None and any((target[0], sign, target[2]) in known for sign in (True, False))
+    proved = None
+    if target is not None:
+        for sign in (True, False):
+            if (target[0], sign, target[2]) in known - given:
+                proved = sign == target[1]
     return {"steps": steps, "answer": answer, "proved": proved}
 
 
@@ -144,28 +155,42 @@ def _judge_step(line: str, rules: set, known: set) -> dict:
         fact = _statement(line)
         if fact is None:
             return {
+                "kind": "invalid",
                 "solver_valid": False,
                 "solver_error": "unreadable: expected '<rule>. So <name> is <...>.'",
             }
         if fact in known:
-            return {"solver_valid": True, "solver_error": None}
+            return {"kind": "fact", "solver_valid": True, "solver_error": None}
         return {
+            "kind": "invalid",
             "solver_valid": False,
             "solver_error": "states something neither given nor proved, citing no rule",
         }
     rule, conclusion = _rule(m.group(1)), _statement(m.group(2))
     if rule not in rules:
-        return {"solver_valid": False, "solver_error": f"cites a rule that is not given: '{m.group(1)}'"}
+        return {
+            "kind": "invalid",
+            "solver_valid": False,
+            "solver_error": f"cites a rule that is not given: '{m.group(1)}'",
+        }
     if conclusion is None:
-        return {"solver_valid": False, "solver_error": "unreadable conclusion"}
+        return {"kind": "invalid", "solver_valid": False, "solver_error": "unreadable conclusion"}
     entity = conclusion[0]
     subject, sign, predicate = rule
     if (entity, True, subject) not in known:
-        return {"solver_valid": False, "solver_error": f"{entity} is not known to be a {subject} yet"}
+        return {
+            "kind": "invalid",
+            "solver_valid": False,
+            "solver_error": f"{entity} is not known to be a {subject} yet",
+        }
     if conclusion[1:] != (sign, predicate):
-        return {"solver_valid": False, "solver_error": "the conclusion is not what the rule gives"}
+        return {
+            "kind": "invalid",
+            "solver_valid": False,
+            "solver_error": "the conclusion is not what the rule gives",
+        }
     known.add(conclusion)
-    return {"solver_valid": True, "solver_error": None}
+    return {"kind": "rule", "solver_valid": True, "solver_error": None}
 
 
 def load_logic_problems(path: str | Path) -> list[LogicProblem]:

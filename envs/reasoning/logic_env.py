@@ -4,7 +4,7 @@ Problems are generated offline (:func:`envs.reasoning.logic.generate`: 1 to N ho
 rules) or read from a user's JSONL file. Every step of the answer is checked by the solver
 (:func:`envs.reasoning.logic.check_proof`); the verdict carries seed 004's per-step ``solver_valid``
 and ``solver_error``. Reward = the share of valid steps + 1 if the final ``Answer: True|False`` is
-right (so 0 to 2).
+right (so 0 to 2); a restated fact is valid but not counted in the share (it proves nothing).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class LogicProofEnv(ReasoningEnv):
                 raise DataFileError(
                     problems_path, 0, "<file>", "no such file (expected JSONL logic problems)"
                 ) from None
+            except UnicodeDecodeError as err:
+                raise DataFileError(problems_path, 0, "<file>", f"not UTF-8 text ({err.reason})") from None
             except ValueError as err:
                 line, name, message = str(err).split("\x00")
                 raise DataFileError(problems_path, int(line), name, message) from None
@@ -77,8 +79,11 @@ class LogicProofEnv(ReasoningEnv):
     def _judge(self, problem: LogicProblem, text: str) -> dict:
         checked = check_proof(problem.premises, problem.query, text)
         steps = checked["steps"]
-        valid = sum(s["solver_valid"] for s in steps)
-        share = valid / len(steps) if steps else 0.0
+        # Restating a given fact is valid but proves nothing: only the other steps count, so that a
+        # one-line "Alex is a wumpus." is not a perfect proof.
+        counted = [s for s in steps if s["kind"] != "fact"]
+        valid = sum(s["solver_valid"] for s in counted)
+        share = valid / len(counted) if counted else 0.0
         correct = checked["answer"] is not None and checked["answer"] == problem.answer
         return {
             "answer": None if checked["answer"] is None else str(checked["answer"]),
@@ -88,7 +93,12 @@ class LogicProofEnv(ReasoningEnv):
             "steps": steps,
             "valid_steps": valid,
             "valid_share": share,
-            "all_valid": bool(steps) and valid == len(steps),
+            "counted_steps": len(counted),
+            # every counted step valid, and the proof reaches the statement with the answer it gives
+            "all_valid": bool(counted)
+            and valid == len(counted)
+            and checked["answer"] is not None
+            and checked["proved"] == checked["answer"],
             "proved": checked["proved"],
             "length": len(text),
             "reward_valid": share,

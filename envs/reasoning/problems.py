@@ -57,10 +57,13 @@ class JsonlProblems:
                 self.path, 0, "<file>", 'no such file (expected JSONL lines {"question", "answer"})'
             )
         self.problems: list[Problem] = []
-        with self.path.open(encoding="utf-8") as fh:
-            for lineno, text in enumerate(fh, start=1):
-                if text.strip():
-                    self.problems.append(self._parse(text, lineno))
+        try:
+            with self.path.open(encoding="utf-8") as fh:
+                for lineno, text in enumerate(fh, start=1):
+                    if text.strip():
+                        self.problems.append(self._parse(text, lineno))
+        except UnicodeDecodeError as err:
+            raise DataFileError(self.path, 0, "<file>", f"not UTF-8 text ({err.reason})") from None
         if not self.problems:
             raise DataFileError(self.path, 0, "<file>", "the file holds no problems")
 
@@ -133,9 +136,14 @@ class GymProblems:
                 hint = did_you_mean(key, fields) or f"; it takes {', '.join(fields)}"
                 raise ConfigError(f"env option task_options: {task!r} has no option {key!r}{hint}")
         try:  # the task's own validation, once, before any episode
-            self._item(0)
+            first = self._item(0)
         except (AssertionError, ValueError, TypeError) as err:
             raise ConfigError(f"env option task_options for {task!r}: {err or 'invalid'}") from None
+        if to_number(str(first["answer"])) is None:
+            raise ConfigError(
+                f"env option task: {task!r} has answers that are not numbers (e.g. {str(first['answer'])[:40]!r}); "
+                "lightspiel/Math-v0 checks numeric answers"
+            )
 
     def _item(self, seed: int) -> dict:
         import reasoning_gym
@@ -152,5 +160,5 @@ class GymProblems:
             solution = _arithmetic_steps(meta["expression"], answer)
         else:
             solution = _solution_line(answer)
-        solution = re.sub(rf"{MARKER}\s*[^\n]*$", _solution_line(answer), solution)
+        solution = re.sub(rf"{MARKER}\s*[^\n]*$", lambda _m: _solution_line(answer), solution)
         return Problem(str(item["question"]).strip(), answer, solution, self.task)
