@@ -4,7 +4,9 @@ Batches are lists of :class:`~datamodules.records.SFTExample` (prompt and comple
 loss is the cross-entropy on completion tokens only (:func:`modules.losses.sft_loss`): the prompt
 (in the policy's chat template) and padding carry no loss. The completion ends with the end-of-turn
 token, so the model also learns to stop. Prompts shared by several examples run once per batch
-(:meth:`Policy.token_logps`).
+(:meth:`Policy.token_logps`). The chat is the policy's own (its ``system_prompt``): an example's
+``system`` field (a TRL file's system message) is kept in the records but not used for training, so
+train with the system prompt you will act with.
 """
 
 from __future__ import annotations
