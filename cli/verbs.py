@@ -80,7 +80,6 @@ def load_trained_module(config: str, ckpt_path: str):
 
     if not Path(config).is_file():
         raise ConfigError(f"--config: no such file {config!r}")
-    config = _without_run_keys(config)
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"--ckpt_path: no such file {ckpt_path!r} (expected a lightspiel .ckpt)")
     try:
@@ -91,8 +90,12 @@ def load_trained_module(config: str, ckpt_path: str):
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"--ckpt_path {ckpt_path!r}: not a Lightning checkpoint (no state_dict)")
-    cli = lightning_main(["--config", config, "--trainer.logger=false"], run=False)
-    module = cli.model
+    trimmed = _without_run_keys(config)
+    try:
+        module = lightning_main(["--config", trimmed, "--trainer.logger=false"], run=False).model
+    finally:
+        if trimmed != config:
+            Path(trimmed).unlink(missing_ok=True)
     module.on_load_checkpoint(checkpoint)  # checks shapes and missing trainable weights, one clear error
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     return module

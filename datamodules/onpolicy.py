@@ -78,6 +78,14 @@ def episode_rows(episode: Episode, group: str) -> list[dict]:
     return rows
 
 
+def _default_opponent(env: str) -> str:
+    """The opponent an env id is registered with (``self`` for the single-player reasoning envs),
+    ``random`` when it names none; an unknown id is left to ``make_env`` to report."""
+    return (
+        str(gymnasium.spec(env).kwargs.get("opponent", "random")) if env in gymnasium.registry else "random"
+    )
+
+
 class OnPolicyDataModule(L.LightningDataModule):
     """Fresh games from the live policy every epoch, as rows for PPO or GRPO.
 
@@ -140,12 +148,16 @@ class OnPolicyDataModule(L.LightningDataModule):
             )
         if temperature is not None and temperature <= 0:
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
-        default = str(gymnasium.spec(env).kwargs.get("opponent", "random")) if env in gymnasium.registry else "random"
-        make_env(env, {**(env_kwargs or {}), "opponent": (opponents or [default])[0]}).close()
+        make_env(env, {**(env_kwargs or {}), "opponent": (opponents or [_default_opponent(env)])[0]}).close()
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self._base_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "opponent"}
         self.opponents = list(opponents or [])
-        self.num_episodes, self.num_envs, self.mode, self.temperature = num_episodes, num_envs, mode, temperature
+        self.num_episodes, self.num_envs, self.mode, self.temperature = (
+            num_episodes,
+            num_envs,
+            mode,
+            temperature,
+        )
         self.grouping, self.group_size, self.ppo_epochs = grouping, group_size, ppo_epochs
         self.batch_size, self.seed, self._run_dir = batch_size, seed, run_dir
         self.iteration = 0
@@ -164,8 +176,7 @@ class OnPolicyDataModule(L.LightningDataModule):
         """Switch the game (a curriculum stage) from the next rollout on; the stage's options are laid
         over the datamodule's own ``env_kwargs`` (so illegal-answer rules set for the run stay)."""
         merged = {**self._base_kwargs, **env_kwargs}  # the run's illegal-answer rules stay
-        default = str(gymnasium.spec(env).kwargs.get("opponent", "random")) if env in gymnasium.registry else "random"
-        make_env(env, {**merged, "opponent": merged.get("opponent", default)}).close()
+        make_env(env, {**merged, "opponent": merged.get("opponent", _default_opponent(env))}).close()
         self.env, self.env_kwargs = env, merged
         self.opponents = []
 
@@ -193,7 +204,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             return self.opponents[index % len(self.opponents)]
         if "opponent" in self.env_kwargs:
             return str(self.env_kwargs["opponent"])
-        return str(gymnasium.spec(self.env).kwargs.get("opponent", "random"))
+        return _default_opponent(self.env)
 
     def _plan(self) -> list[dict]:
         """This epoch's games: ``{"seed", "opponent", "options", "group"}`` in play order."""
@@ -267,7 +278,9 @@ class OnPolicyDataModule(L.LightningDataModule):
                 f"epoch {self.iteration}: {len(self.last_episodes)} games gave no learner turns to train on"
             )
         if module is not None:
-            stats = require(module, AdvantageEstimator, "OnPolicyDataModule", "a model").assign_advantages(rows)
+            stats = require(module, AdvantageEstimator, "OnPolicyDataModule", "a model").assign_advantages(
+                rows
+            )
             self.rollout_metrics.update({f"advantage_{k}": v for k, v in stats.items()})
         self.rows = rows
 

@@ -145,9 +145,21 @@ def _describe(hint) -> str:
 def _message(value, path, line, name: str, role: str) -> str:
     if not (isinstance(value, dict) and value.get("role") == role and isinstance(value.get("content"), str)):
         raise DataFileError(
-            path, line, name, f'expected a {{"role": "{role}", "content": str}} message, got {json.dumps(value)[:60]}'
+            path,
+            line,
+            name,
+            f'expected a {{"role": "{role}", "content": str}} message, got {json.dumps(value)[:60]}',
         )
     return value["content"]
+
+
+def _system_and_user(messages: list, path, line) -> tuple[str | None, str]:
+    """A one-turn chat prompt, ``[system message,] user message``, as (system or None, user)."""
+    system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
+    if len(messages) != len(system) + 1 or len(system) > 1:
+        raise DataFileError(path, line, "prompt", "expected [system message,] user message")
+    first = _message(system[0], path, line, "prompt[0]", "system") if system else None
+    return first, _message(messages[-1], path, line, f"prompt[{len(messages) - 1}]", "user")
 
 
 def _pair_from_conversation(data: dict, path, line) -> dict:
@@ -155,12 +167,7 @@ def _pair_from_conversation(data: dict, path, line) -> dict:
     if not isinstance(data.get("prompt"), list):
         return data
     data = dict(data)
-    messages = data["prompt"]
-    system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
-    if len(messages) != len(system) + 1 or len(system) > 1:
-        raise DataFileError(path, line, "prompt", "expected [system message,] user message")
-    data["system"] = _message(system[0], path, line, "prompt[0]", "system") if system else None
-    data["prompt"] = _message(messages[-1], path, line, f"prompt[{len(messages) - 1}]", "user")
+    data["system"], data["prompt"] = _system_and_user(data["prompt"], path, line)
     for key in ("chosen", "rejected"):
         answer = data.get(key)
         if isinstance(answer, list):
@@ -179,12 +186,7 @@ def _sft_from_conversation(data: dict, path, line) -> dict:
             raise DataFileError(path, line, "messages", "expected a list of chat messages")
         data["prompt"], data["completion"] = messages[:-1], messages[-1:]
     if isinstance(data.get("prompt"), list):
-        messages = data["prompt"]
-        system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
-        if len(messages) != len(system) + 1 or len(system) > 1:
-            raise DataFileError(path, line, "prompt", "expected [system message,] user message (one turn)")
-        data["system"] = _message(system[0], path, line, "prompt[0]", "system") if system else None
-        data["prompt"] = _message(messages[-1], path, line, f"prompt[{len(messages) - 1}]", "user")
+        data["system"], data["prompt"] = _system_and_user(data["prompt"], path, line)
     if isinstance(data.get("completion"), list):
         if len(data["completion"]) != 1:
             raise DataFileError(path, line, "completion", "expected one assistant message")
