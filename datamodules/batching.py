@@ -18,12 +18,20 @@ class GroupBatchSampler(Sampler[list[int]]):
     Args:
         keys: The group key of each row.
         batch_size: Rows per batch (about: groups are never split).
-        shuffle: Visit batches in a random order (torch's global generator).
+        shuffle: Visit batches in a random order.
         passes: How many times each batch is visited.
+        generator: Draws the order (a resumed run must visit batches in the same order as the
+            uninterrupted one, so callers pass one seeded by the run's position); None: torch's
+            global generator.
     """
 
     def __init__(
-        self, keys: Sequence[Hashable], batch_size: int, shuffle: bool = True, passes: int = 1
+        self,
+        keys: Sequence[Hashable],
+        batch_size: int,
+        shuffle: bool = True,
+        passes: int = 1,
+        generator: torch.Generator | None = None,
     ) -> None:
         groups: dict[Hashable, list[int]] = {}
         for i, key in enumerate(keys):
@@ -37,12 +45,12 @@ class GroupBatchSampler(Sampler[list[int]]):
                 current = []
         if current:
             self.batches.append(current)
-        self.shuffle, self.passes = shuffle, passes
+        self.shuffle, self.passes, self.generator = shuffle, passes, generator
 
     def __iter__(self):
         for _ in range(self.passes):
             n = len(self.batches)
-            order = torch.randperm(n).tolist() if self.shuffle else range(n)
+            order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else range(n)
             for i in order:
                 yield self.batches[i]
 

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import gymnasium
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
 from datamodules.protocols import AdvantageEstimator, require
 from datamodules.records import Episode, read_complete_episodes
 from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
+from datamodules.seeding import reseed_global, seeded_generator
 from datamodules.transcripts import log_transcripts
 from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
@@ -240,7 +240,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             by_opponent.setdefault(game["opponent"], []).append(k)
         start, played = time.perf_counter(), []
         # Sampling depends only on the seed, the epoch and the weights, not on the process's history.
-        torch.manual_seed((1_000_003 * (self.seed + 1) + self.iteration) % (2**31))
+        reseed_global(self.seed, self.iteration, "rollout")
         episodes: dict[int, Episode] = {}
         for opponent, indices in by_opponent.items():
             engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
@@ -312,5 +312,8 @@ class OnPolicyDataModule(L.LightningDataModule):
                     logger.log_metrics(metrics, step=self.trainer.global_step)
                     log_transcripts(logger, "rollout/games", self.last_episodes, self.trainer.global_step)
         keys = [r["group"] if self.grouping != "none" else r["episode_id"] for r in self.rows]
-        sampler = GroupBatchSampler(keys, self.batch_size, shuffle=True, passes=self.ppo_epochs)
+        order = seeded_generator(self.seed, self.iteration, "order")  # the same order after a resume
+        sampler = GroupBatchSampler(
+            keys, self.batch_size, shuffle=True, passes=self.ppo_epochs, generator=order
+        )
         return DataLoader(self.rows, batch_sampler=sampler, collate_fn=_collate)

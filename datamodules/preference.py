@@ -19,6 +19,7 @@ from pathlib import Path
 
 import gymnasium
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
@@ -33,6 +34,7 @@ from datamodules.records import (
     write_jsonl_atomic,
 )
 from datamodules.rollout import RolloutEngine, outcome_metrics
+from datamodules.seeding import reseed_global, seeded_generator
 from datamodules.transcripts import log_transcripts
 from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
@@ -49,8 +51,14 @@ class StateBatchSampler(GroupBatchSampler):
     so keeping them together makes a state with k pairs cost one prompt pass instead of k.
     """
 
-    def __init__(self, pairs: list[PreferencePair], batch_size: int, shuffle: bool = True) -> None:
-        super().__init__([p.state_key for p in pairs], batch_size, shuffle)
+    def __init__(
+        self,
+        pairs: list[PreferencePair],
+        batch_size: int,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__([p.state_key for p in pairs], batch_size, shuffle, generator=generator)
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -169,7 +177,9 @@ class PreferenceDataModule(L.LightningDataModule):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"--data.{option}: no such file {path!r} (expected pairs JSONL)")
         if pairs_path is not None and episodes_path is not None:
-            raise ConfigError("--data: give episodes_path (pairs are built) or pairs_path (pairs as given), not both")
+            raise ConfigError(
+                "--data: give episodes_path (pairs are built) or pairs_path (pairs as given), not both"
+            )
         if episodes_path is not None and not Path(episodes_path).is_file():
             raise ConfigError(
                 f"--data.episodes_path: no such file {episodes_path!r} (expected episodes JSONL)"
@@ -253,6 +263,9 @@ class PreferenceDataModule(L.LightningDataModule):
         opponents = self.opponents or [self._opponent_for(0)]
         index = {s: i for i, s in enumerate(seeds)}
         start, played = time.perf_counter(), []
+        # What the policy samples depends on the seed, the iteration and the weights only, so a
+        # resumed run plays the games the uninterrupted run played.
+        reseed_global(self.seed, self.iteration, "rollout")
         for k, opponent in enumerate(opponents):
             mine = [(s, j) for s, j in missing if index[s] % len(opponents) == k]
             if not mine:
@@ -340,7 +353,9 @@ class PreferenceDataModule(L.LightningDataModule):
         if self._judge is None:
             from modules.judge import Judge
 
-            self._judge = Judge(None if self.judge_model == "embedded" else self.judge_model, self.judge_dtype)
+            self._judge = Judge(
+                None if self.judge_model == "embedded" else self.judge_model, self.judge_dtype
+            )
         return self._judge
 
     def build(self, policy=None) -> None:
@@ -376,7 +391,11 @@ class PreferenceDataModule(L.LightningDataModule):
         summary = {
             "iteration": self.iteration,
             "episodes": len(self.last_episodes),
-            **{k: v for k, v in outcome_metrics(self.last_episodes).items() if not k.endswith(("_low", "_high"))},
+            **{
+                k: v
+                for k, v in outcome_metrics(self.last_episodes).items()
+                if not k.endswith(("_low", "_high"))
+            },
             "pairs_train": len(self.train_pairs),
             "pairs_eval": len(self.eval_pairs),
             "strategy": self.strategy,
@@ -403,9 +422,12 @@ class PreferenceDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> DataLoader:
         self._ensure_built()
+        order = seeded_generator(self.seed, self.iteration, "order")  # the same order after a resume
         if self.sft_stage:
-            return DataLoader(self.train_sft, batch_size=self.batch_size, shuffle=True, collate_fn=_collate)
-        sampler = StateBatchSampler(self.train_pairs, self.batch_size, shuffle=True)
+            return DataLoader(
+                self.train_sft, batch_size=self.batch_size, shuffle=True, collate_fn=_collate, generator=order
+            )
+        sampler = StateBatchSampler(self.train_pairs, self.batch_size, shuffle=True, generator=order)
         return DataLoader(self.train_pairs, batch_sampler=sampler, collate_fn=_collate)
 
     def val_dataloader(self) -> DataLoader:

@@ -3,11 +3,16 @@ goes into a checkpoint (the trainable weights and adapters, never the frozen bas
 
 from __future__ import annotations
 
+import re
+
 import lightning as L
 import torch
 
+from datamodules.seeding import reseed_global, run_seed
 from modules.errors import ConfigError
 from modules.policy import Policy
+
+_ADAPTER = re.compile(r"\.lora_A\.([^.]+)\.weight$")
 
 
 class PolicyModule(L.LightningModule):
@@ -33,6 +38,11 @@ class PolicyModule(L.LightningModule):
         # Checkpoints hold only the trainable weights, so the frozen base's keys are absent on load.
         self.strict_loading = False
 
+    def on_train_epoch_start(self) -> None:
+        # Dropout and any sampling inside a training epoch draw from a generator seeded by the run's
+        # seed and the epoch, so an epoch trains the same after a resume as in the uninterrupted run.
+        reseed_global(run_seed(), self.current_epoch, "train")
+
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
@@ -53,8 +63,10 @@ class PolicyModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
-        if any(".reference." in k for k in state):
-            self.policy.ensure_reference_adapter()
+        # Frozen adapters beside the trained one (the DPO reference, the tournament's snapshot pool)
+        # are saved with it; they are made before the weights load.
+        for name in sorted({m.group(1) for k in state if (m := _ADAPTER.search(k))} - {"default"}):
+            self.policy.ensure_adapter(name)
         own = self.state_dict()
         mismatched = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
         if mismatched:

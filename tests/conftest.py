@@ -5,7 +5,10 @@ The tiny model is saved to a folder and loaded through the same path a user's lo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # as cli/__init__.py: repeatable CPU products
 
 import pytest
 import torch

@@ -174,9 +174,50 @@ def test_two_tournaments_sit_in_one_trainer_with_their_own_state_and_reports(tmp
     assert len(states) == 2 and all(len(v["history"]) == 2 for v in states.values())  # start + end
     ttt = json.loads((run / "reports" / "tournament_ttt_start.json").read_text())
     kuhn_report = json.loads((run / "reports" / "tournament_kuhn_start.json").read_text())
-    assert {g for g in ttt["games"]["score"]["random"]} == {g for g in kuhn_report["games"]["score"]["random"]}
+    assert {g for g in ttt["games"]["score"]["random"]} == {
+        g for g in kuhn_report["games"]["score"]["random"]
+    }
     scalars = _scalars(run)
     assert "eval_ttt/score/random/win_rate" in scalars and "eval_kuhn/score/random/win_rate" in scalars
     # Kuhn's returns are chip counts (+-1 or +-2), tic-tac-toe's only +-1 or 0.
     kuhn_returns = {abs(g["return"]) for g in kuhn_report["games"]["score"]["random"].values()}
     assert kuhn_returns <= {1.0, 2.0} and 0.0 not in kuhn_returns
+
+
+def _loss_series(run: Path) -> list[tuple[int, float]]:
+    return [(e.step, e.value) for e in _scalars(run)["train/loss"]]
+
+
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config):
+    """4 epochs straight == 2 epochs, then ``--ckpt_path last`` to 4: the same games, the same number
+    of optimizer steps, the same logged losses and bitwise the same final adapter weights.
+
+    ``trainer.deterministic`` makes torch pick its deterministic CPU kernels: without it, two threads
+    give results that differ in the last bits from run to run (even two identical runs in one process
+    do), which no checkpoint can capture."""
+    results = {}
+    for name, legs in {"straight": [4], "resumed": [2, 4]}.items():
+        (tmp_path / name).mkdir()
+        cfg, run = tiny_config(tmp_path / name)
+        for k, epochs in enumerate(legs):
+            resume = ["--ckpt_path=last"] if k else []
+            cli_main(
+                [
+                    "fit",
+                    "--config",
+                    str(cfg),
+                    f"--trainer.max_epochs={epochs}",
+                    "--trainer.log_every_n_steps=1",
+                    "--trainer.deterministic=true",
+                    *resume,
+                ]
+            )
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+        games = [(run / f"iter_{i:03d}" / "episodes.jsonl").read_text() for i in range(4)]
+        results[name] = (ckpt, _loss_series(run), games)
+    (a, losses_a, games_a), (b, losses_b, games_b) = results["straight"], results["resumed"]
+    assert games_a == games_b  # every iteration played the same games (ids, moves, returns)
+    assert a["global_step"] == b["global_step"] > 4
+    assert losses_a == losses_b and len(losses_a) == a["global_step"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
