@@ -5,7 +5,10 @@ tournament's plot.
   package, not re-implemented here). Each evaluation enters the policy as a new player per acting
   mode (``generate@epoch002``) that starts from the previous evaluation's rating of that mode; every
   game of the evaluation against a built-in opponent is one two-player match (win, draw or loss).
-  The opponents keep one rating throughout. ``ordinal`` (mu - 3 sigma) is what is reported.
+  The opponents keep one rating throughout. A past snapshot of the policy met as an opponent
+  (``snapshot:epoch001``, the tournament's pool) is the policy player of that evaluation and mode
+  (``generate@epoch001``): its rating goes on moving as later policies play it, as in a league; it is
+  reported as ``snapshot:generate@epoch001``. ``ordinal`` (mu - 3 sigma) is what is reported.
 - :class:`IllegalGate`: seed 000's rule: an evaluation whose illegal-answer rate rose by more than
   ``max_increase`` over the best evaluation so far is never the best; its gated score is -1.
 - :func:`plot_history`: ratings over time, and success and illegal rates per opponent over time.
@@ -54,15 +57,30 @@ class RatingTable:
             for opponent, by_seed in by_opponent.items():
                 if opponent == "self":  # the policy against itself: no information on its rating
                     continue
+                entity = self._entity(mode, opponent)
                 for _seed, game in sorted(by_seed.items()):
-                    ours, theirs = self._rating(player), self._rating(opponent)
+                    ours, theirs = self._rating(player), self._rating(entity)
                     [[ours], [theirs]] = self.model.rate(
                         [[ours], [theirs]], ranks=RESULT_RANKS[game["result"]]
                     )
                     self.ratings[player] = (ours.mu, ours.sigma)
-                    self.ratings[opponent] = (theirs.mu, theirs.sigma)
-        names = set(self.latest.values()) | {o for by in games.values() for o in by if o != "self"}
-        return {name: self.ordinal(name) for name in sorted(names)}
+                    self.ratings[entity] = (theirs.mu, theirs.sigma)
+        out = {name: self.ordinal(name) for name in self.latest.values()}
+        for mode, by_opponent in games.items():
+            for opponent in by_opponent:
+                if opponent == "self":
+                    continue
+                entity = self._entity(mode, opponent)
+                out[f"snapshot:{entity}" if opponent.startswith("snapshot:") else opponent] = self.ordinal(
+                    entity
+                )
+        return dict(sorted(out.items()))
+
+    @staticmethod
+    def _entity(mode: str, opponent: str) -> str:
+        """Who an opponent is in the table: a built-in agent by its name; a snapshot of the policy
+        (``snapshot:<label>``) as the policy player of that evaluation in this mode."""
+        return f"{mode}@{opponent.split(':', 1)[1]}" if opponent.startswith("snapshot:") else opponent
 
     def ordinal(self, name: str) -> float:
         mu, sigma = self.ratings[name]
@@ -109,36 +127,38 @@ def plot_history(history: list[dict], ratings: list[dict], rate: str, path: Path
 
     labels = [h["label"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    policy_lines: dict[str, list[float]] = {}
-    agent_lines: dict[str, list[float]] = {}
+    at = {label: i for i, label in enumerate(labels)}  # x positions: evaluations in order
+    lines: dict[str, tuple[list[int], list[float]]] = {}
     for point in ratings:
         for name, value in point["ordinals"].items():
-            key = name.split("@")[0] if "@" in name else None
-            if key is not None:
-                policy_lines.setdefault(f"policy ({key})", []).append(value)
-            else:
-                agent_lines.setdefault(name, []).append(value)
-    for name, values in {**policy_lines, **agent_lines}.items():
-        axes[0].plot(labels[-len(values) :], values, marker="o", label=name)
+            policy = "@" in name and not name.startswith("snapshot:")
+            xs, ys = lines.setdefault(f"policy ({name.split('@')[0]})" if policy else name, ([], []))
+            xs.append(at.get(point["label"], len(labels) - 1))
+            ys.append(value)
+    for name, (xs, ys) in lines.items():  # a snapshot's line starts when it joins the pool
+        axes[0].plot(xs, ys, marker="o", label=name)
     axes[0].set_title("rating (openskill ordinal)")
-    for mode in history[0]["results"] if history else []:
-        for opponent in history[0]["results"][mode]:
-            rows = [h["results"].get(mode, {}).get(opponent, {}) for h in history]
-            axes[1].plot(
-                labels,
-                [r.get(f"{rate}_rate", float("nan")) for r in rows],
-                marker="o",
-                label=f"{mode} vs {opponent}",
-            )
-            axes[2].plot(
-                labels,
-                [r.get("illegal_rate", float("nan")) for r in rows],
-                marker="o",
-                label=f"{mode} vs {opponent}",
-            )
+    matches: list[tuple[str, str]] = []  # every (mode, opponent) of any evaluation (snapshots come later)
+    for h in history:
+        matches += [(m, o) for m, by in h["results"].items() for o in by if (m, o) not in matches]
+    for mode, opponent in matches:
+        rows = [h["results"].get(mode, {}).get(opponent, {}) for h in history]
+        axes[1].plot(
+            range(len(labels)),
+            [r.get(f"{rate}_rate", float("nan")) for r in rows],
+            marker="o",
+            label=f"{mode} vs {opponent}",
+        )
+        axes[2].plot(
+            range(len(labels)),
+            [r.get("illegal_rate", float("nan")) for r in rows],
+            marker="o",
+            label=f"{mode} vs {opponent}",
+        )
     axes[1].set_title(f"{rate.replace('_', '-')} rate")
     axes[2].set_title("illegal-answer rate")
     for ax in axes:
+        ax.set_xticks(range(len(labels)), labels)
         ax.legend(fontsize=7)
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     fig.tight_layout()

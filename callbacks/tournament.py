@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from callbacks.ratings import IllegalGate, RatingTable, plot_history
 from callbacks.schedule import EvaluationSchedule
 from datamodules.metrics import OutcomeRates, mcnemar, update_from_episodes, wilson_interval
+from datamodules.players import AdapterActor, PolicyPlayer
 from datamodules.protocols import EnvSource, require
 from datamodules.records import Episode, write_json_atomic
 from datamodules.rollout import RolloutEngine, make_env
@@ -81,6 +82,9 @@ class Tournament:
             check_mode(mode, "tournament modes")
         self.num_games, self.seed, self.num_envs = num_games, seed, num_envs
         self.distributed = distributed
+        #: Past snapshots of the policy met as opponents: ``{"snapshot:<label>": adapter name}``
+        #: (frozen adapters of the same network, see :class:`datamodules.players.AdapterActor`).
+        self.snapshots: dict[str, str] = {}
         env = make_env(self.env, self.env_kwargs)
         #: ``"non_loss"``, or ``"win"`` where no game can be lost (the figure compared and sized on).
         self.success = "win" if env.unwrapped.game.min_utility() >= 0 else "non_loss"
@@ -105,7 +109,7 @@ class Tournament:
         games: dict = {}
         samples: dict = {}
         for mode in self.modes:
-            for opponent in self.opponents:
+            for opponent in [*self.opponents, *self.snapshots]:
                 metrics, by_seed, sample = self._match(policy, mode, opponent)
                 results.setdefault(mode, {})[opponent] = metrics
                 games.setdefault(mode, {})[opponent] = by_seed
@@ -144,7 +148,8 @@ class Tournament:
         """One mode against one opponent: this rank's share of the games, figures over all ranks."""
         rank, world = self._ranks()
         sync = world > 1  # the states are summed over ranks (each rank counted its own games)
-        kwargs = {**self.env_kwargs, "opponent": opponent}
+        snapshot = self.snapshots.get(opponent)
+        kwargs = {**self.env_kwargs, "opponent": "self" if snapshot else opponent}
         engine = RolloutEngine(self.env, kwargs, max(1, min(self.num_envs, -(-self.num_games // world))))
         overall = OutcomeRates(sync_on_compute=sync)
         episodes: list[Episode] = []
@@ -152,14 +157,30 @@ class Tournament:
         for chunk in self._chunks():
             mine = list(chunk)[rank::world]  # game indices of this rank (none in a short last chunk)
             played = []
-            if mine:
+            if mine and snapshot:
+                # The policy against its past self: the same network, the snapshot's adapter in the
+                # other seats, the learner's seat alternating with the global game index.
+                players = _snapshot_seats(policy, snapshot, opponent, engine)
+                played = engine.play(
+                    None,
+                    [self.seed + i for i in mine],
+                    mode=mode,
+                    greedy=True,
+                    seats=lambda k, mine=mine, players=players: players[
+                        _alternate_seats(mine[k])["learner_seat"]
+                    ],
+                    progress=f"tournament ({mode}) vs {opponent}",
+                ).episodes
+            elif mine:
                 played = engine.play(
                     policy,
                     [self.seed + i for i in mine],
                     mode=mode,
                     greedy=True,
                     # Seats follow the global game index; in self-play the learner holds every seat.
-                    reset_options=None if opponent == "self" else lambda k, mine=mine: _alternate_seats(mine[k]),
+                    reset_options=None
+                    if opponent == "self"
+                    else lambda k, mine=mine: _alternate_seats(mine[k]),
                     progress=f"tournament ({mode}) vs {opponent}",
                 ).episodes
             episodes += played
@@ -188,8 +209,20 @@ class Tournament:
 
 
 def _rating_key(name: str) -> str:
-    """``generate@epoch002`` -> ``policy_generate`` (one curve per mode); an opponent keeps its name."""
+    """``generate@epoch002`` -> ``policy_generate`` (one curve per mode); a snapshot
+    ``snapshot:generate@epoch001`` -> ``snapshot_generate_epoch001``; an opponent keeps its name."""
+    if name.startswith("snapshot:"):
+        return "snapshot_" + name.split(":", 1)[1].replace("@", "_")
     return f"policy_{name.split('@')[0]}" if "@" in name else name
+
+
+def _snapshot_seats(policy, adapter: str, name: str, engine: RolloutEngine) -> list[list]:
+    """Seatings against a snapshot: ``[learner in seat 0, learner in seat 1]``; the snapshot holds
+    every other seat."""
+    learner = PolicyPlayer(policy, name="learner", learner=True)
+    past = PolicyPlayer(AdapterActor(policy, adapter), name=name, learner=False)
+    n = engine.envs[0].unwrapped.num_players
+    return [[learner if s == seat else past for s in range(n)] for seat in range(2)]
 
 
 def _alternate_seats(game_index: int) -> dict:
@@ -299,6 +332,11 @@ class TournamentCallback(EvaluationSchedule):
         gate_illegal_increase: Log ``eval/gated_success`` (a ``ModelCheckpoint`` monitor, mode max):
             the mean success rate, or -1 when the mean illegal-answer rate rose by more than this
             over the best evaluation so far, which is then never marked best.
+        pool_size: Keep the last K evaluated policies as frozen snapshots (LoRA adapters beside the
+            trained one in the same network, saved in the checkpoint) and play each later
+            evaluation against them too (opponent ``snapshot:<label>``, in every mode); with
+            ``ratings``, each snapshot keeps its rating as the policy of that evaluation, so the
+            table is a league of the run's checkpoints and the fixed agents. 0: no pool.
     """
 
     def __init__(
@@ -317,7 +355,10 @@ class TournamentCallback(EvaluationSchedule):
         ci_half_width: float | None = None,
         ratings: bool = False,
         gate_illegal_increase: float | None = None,
+        pool_size: int = 0,
     ) -> None:
+        if pool_size < 0:
+            raise ConfigError(f"TournamentCallback: pool_size must be >= 0, got {pool_size}")
         if name is not None and (not name or not name.replace("_", "").replace("-", "").isalnum()):
             raise ConfigError(f"TournamentCallback: name must be letters, digits, '-' or '_'; got {name!r}")
         if every_n_epochs < 1:
@@ -331,13 +372,17 @@ class TournamentCallback(EvaluationSchedule):
         self.env, self.env_kwargs, self.seed, self.num_envs = env, env_kwargs, seed, num_envs
         self.name = name
         if ci_half_width is not None and not 0 < ci_half_width < 0.5:
-            raise ConfigError(f"TournamentCallback: ci_half_width must be in (0, 0.5) or null, got {ci_half_width}")
+            raise ConfigError(
+                f"TournamentCallback: ci_half_width must be in (0, 0.5) or null, got {ci_half_width}"
+            )
         self.ci_half_width = ci_half_width
         self.success = "non_loss"  # set from the game when the first tournament is built
         self.history: list[dict] = []
         self.ratings = RatingTable() if ratings else None
         self.rating_history: list[dict] = []
         self.gate = IllegalGate(gate_illegal_increase) if gate_illegal_increase is not None else None
+        self.pool_size = pool_size
+        self.pool: list[dict] = []  # oldest first: {"label": evaluation label, "adapter": adapter name}
 
     @property
     def state_key(self) -> str:
@@ -368,6 +413,7 @@ class TournamentCallback(EvaluationSchedule):
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, label: str) -> dict:
         tournament = self._tournament(trainer)
+        tournament.snapshots = {f"snapshot:{p['label']}": p["adapter"] for p in self.pool}
         # Under DDP every rank runs this hook: each plays its share of the seeds and the OutcomeRates
         # figures are summed over ranks, so every rank holds (and rank zero logs) the all-games figures.
         played = tournament.play(pl_module.policy)
@@ -391,6 +437,8 @@ class TournamentCallback(EvaluationSchedule):
             entry["gated_success"] = self.gate.score(success, illegal)
             trainer.callback_metrics[f"{self._prefix}/gated_success"] = torch.tensor(entry["gated_success"])
         self.history.append(entry)
+        if self.pool_size:
+            self._add_to_pool(pl_module.policy, label)
         if trainer.logger is not None:
             flat = {
                 f"{self._prefix}/{mode}/{opp}/{k}": v
@@ -408,13 +456,26 @@ class TournamentCallback(EvaluationSchedule):
             for mode, by_opp in played["samples"].items():
                 for opp, sample in by_opp.items():
                     for logger in trainer.loggers:
-                        log_transcripts(logger, f"{self._prefix}/{mode}/{opp}/games", sample, trainer.global_step)
+                        log_transcripts(
+                            logger, f"{self._prefix}/{mode}/{opp}/games", sample, trainer.global_step
+                        )
         if trainer.is_global_zero:
             write_json_atomic(self._report(trainer, label), entry)
             write_json_atomic(self._report(trainer, "history"), self.history)
             if self.ratings is not None:
                 self._plot(trainer)
         return entry
+
+    def _add_to_pool(self, policy, label: str) -> None:
+        """The policy just evaluated joins the pool; past ``pool_size``, the oldest snapshot's adapter
+        slot is reused for it. Adapter names carry the tournament's name, so two tournaments keep
+        separate pools."""
+        if len(self.pool) < self.pool_size:
+            adapter = f"pool_{self.name or 'eval'}_{len(self.pool)}"
+        else:
+            adapter = self.pool.pop(0)["adapter"]
+        policy.snapshot_adapter(adapter)
+        self.pool.append({"label": label, "adapter": adapter})
 
     def _plot(self, trainer: L.Trainer) -> None:
         import matplotlib.pyplot as plt
@@ -453,7 +514,12 @@ class TournamentCallback(EvaluationSchedule):
             write_json_atomic(self._report(trainer, "comparison"), report)
 
     def state_dict(self) -> dict:
-        state = {"history": self.history, "success": self.success, "rating_history": self.rating_history}
+        state = {
+            "history": self.history,
+            "success": self.success,
+            "rating_history": self.rating_history,
+            "pool": self.pool,
+        }
         if self.ratings is not None:
             state["ratings"] = self.ratings.state_dict()
         if self.gate is not None:
@@ -464,6 +530,8 @@ class TournamentCallback(EvaluationSchedule):
         self.history = list(state_dict.get("history", []))
         self.success = state_dict.get("success", self.success)
         self.rating_history = list(state_dict.get("rating_history", []))
+        # The snapshots' weights come back with the module's state (their adapters are saved there).
+        self.pool = list(state_dict.get("pool", []))[-self.pool_size :] if self.pool_size else []
         if self.ratings is not None and "ratings" in state_dict:
             self.ratings = RatingTable(state_dict["ratings"])
         if self.gate is not None and "gate" in state_dict:

@@ -9,7 +9,7 @@ names) and, with ``--merge``, ``<out>/merged``: the base weights with the adapte
 safetensors, loadable by plain ``transformers.AutoModelForCausalLM.from_pretrained``. The config
 gives the model and LoRA options the checkpoint was trained with; a checkpoint of another shape is
 one clear error. Each folder is written under a temporary name and renamed when complete. A frozen
-DPO reference adapter in the checkpoint is not exported: only the trained one.
+DPO reference and the tournament's snapshot adapters in the checkpoint are not exported: only the trained one.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def export(config: str, ckpt_path: str, out: str, merge: bool = False) -> dict[s
 
     written["adapter"] = _write_folder(Path(out), "adapter", save_adapter)
     if merge:
-        if "reference" in peft_model.peft_config:
-            peft_model.delete_adapter("reference")
-            peft_model.set_adapter("default")
+        for name in [n for n in peft_model.peft_config if n != "default"]:  # reference, snapshots
+            peft_model.delete_adapter(name)
+        peft_model.set_adapter("default")
 
         def save_merged(folder: Path) -> None:
             merged = peft_model.merge_and_unload()

@@ -23,7 +23,7 @@ import numpy as np
 from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
 
-__all__ = ["Actor", "AgentPlayer", "Player", "PolicyPlayer", "seats_for"]
+__all__ = ["Actor", "AdapterActor", "AgentPlayer", "Player", "PolicyPlayer", "seats_for"]
 
 
 @runtime_checkable
@@ -33,6 +33,29 @@ class Actor(Protocol):
     def act(
         self, observations: list[dict], mode: str = ..., greedy: bool = ..., temperature: float | None = ...
     ) -> list[Any]: ...
+
+
+class AdapterActor:
+    """The policy acting with one of its frozen adapters (a past snapshot of the trained one): the
+    same network, the adapter switched for the call, no copy of the weights.
+
+    Args:
+        policy: A ``modules.Policy`` holding the adapter (``Policy.snapshot_adapter``).
+        adapter: The adapter's name.
+    """
+
+    def __init__(self, policy, adapter: str) -> None:
+        if adapter not in policy.model.peft_config:
+            raise ConfigError(
+                f"no adapter {adapter!r} in the policy; have {sorted(policy.model.peft_config)}"
+            )
+        self.policy, self.adapter = policy, adapter
+
+    def act(
+        self, observations: list[dict], mode: str = "score", greedy: bool = False, temperature=None
+    ) -> list:
+        with self.policy.using_adapter(self.adapter):
+            return self.policy.act(observations, mode=mode, greedy=greedy, temperature=temperature)
 
 
 class Player:

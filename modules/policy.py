@@ -407,7 +407,9 @@ class Policy(nn.Module):
 
         last, cache, pmask = self._prefill(prompts)  # [B, V]
         sel = torch.arange(bsz, device=self.device).repeat_interleave(k)  # candidate -> its prompt
-        flat = self._continue(last, cache, pmask, sel, cand.view(bsz * k, length), cmask.view(bsz * k, length))
+        flat = self._continue(
+            last, cache, pmask, sel, cand.view(bsz * k, length), cmask.view(bsz * k, length)
+        )
         logps = flat.view(bsz, k, length).sum(-1)
         return logps.masked_fill(~present, float("-inf"))
 
@@ -445,14 +447,45 @@ class Policy(nn.Module):
                     p.copy_(params[name.replace(".reference.", ".default.")])
 
     def ensure_reference_adapter(self) -> None:
-        if "reference" not in self.model.peft_config:
-            self.model.add_adapter("reference", self.lora_config)
+        self.ensure_adapter("reference")
+
+    def ensure_adapter(self, name: str) -> None:
+        """Add a frozen LoRA adapter ``name`` beside the trained one (``default``) if it is missing."""
+        if name not in self.model.peft_config:
+            self.model.add_adapter(name, self.lora_config)
+            self.model.base_model.set_adapter("default")
+            self._freeze_reference()
+
+    def snapshot_adapter(self, name: str) -> None:
+        """Copy the trained adapter into the frozen adapter ``name`` (a pool snapshot: LoRA-sized, the
+        base weights are shared)."""
+        if name == "default":
+            raise ValueError("the trained adapter cannot be a snapshot of itself")
+        self.ensure_adapter(name)
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for key, p in params.items():
+                if f".{name}." in key:
+                    p.copy_(params[key.replace(f".{name}.", ".default.")])
+
+    @contextlib.contextmanager
+    def using_adapter(self, name: str):
+        """Act (or score) with the frozen adapter ``name`` for the duration, then the trained one."""
+        if name not in self.model.peft_config:
+            raise KeyError(f"no adapter {name!r}; have {sorted(self.model.peft_config)}")
+        self.model.base_model.set_adapter(name)
+        try:
+            yield
+        finally:
             self.model.base_model.set_adapter("default")
             self._freeze_reference()
 
     def _freeze_reference(self) -> None:
-        for name, p in self.model.named_parameters():
-            if ".reference." in name:
+        """Every adapter but the trained one stays frozen (peft's ``set_adapter`` unfreezes the one
+        it activates)."""
+        frozen = [f".{n}." for n in self.model.peft_config if n != "default"]
+        for key, p in self.model.named_parameters():
+            if any(tag in key for tag in frozen):
                 p.requires_grad_(False)
 
     # ------------------------------------------------------------------ acting
