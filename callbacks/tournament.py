@@ -85,6 +85,9 @@ class Tournament:
         #: Past snapshots of the policy met as opponents: ``{"snapshot:<label>": adapter name}``
         #: (frozen adapters of the same network, see :class:`datamodules.players.AdapterActor`).
         self.snapshots: dict[str, str] = {}
+        #: Other language models met as opponents: ``{name: PolicyPlayer}`` (e.g. another model or
+        #: checkpoint, with its own acting mode), played through the engine's seats like snapshots.
+        self.llm_opponents: dict = {}
         env = make_env(self.env, self.env_kwargs)
         #: ``"non_loss"``, or ``"win"`` where no game can be lost (the figure compared and sized on).
         self.success = "win" if env.unwrapped.game.min_utility() >= 0 else "non_loss"
@@ -109,7 +112,7 @@ class Tournament:
         games: dict = {}
         samples: dict = {}
         for mode in self.modes:
-            for opponent in [*self.opponents, *self.snapshots]:
+            for opponent in [*self.opponents, *self.snapshots, *self.llm_opponents]:
                 metrics, by_seed, sample = self._match(policy, mode, opponent)
                 results.setdefault(mode, {})[opponent] = metrics
                 games.setdefault(mode, {})[opponent] = by_seed
@@ -123,6 +126,12 @@ class Tournament:
 
         game = make_env(self.env, self.env_kwargs).unwrapped.game
         return exploitability_report(policy.action_probabilities, game)
+
+    def _llm_opponent(self, policy, opponent: str):
+        """The player of a language-model opponent (a snapshot or another model), else None."""
+        if opponent in self.snapshots:
+            return PolicyPlayer(AdapterActor(policy, self.snapshots[opponent]), name=opponent, learner=False)
+        return self.llm_opponents.get(opponent)
 
     def _ranks(self) -> tuple[int, int]:
         if self.distributed and dist.is_available() and dist.is_initialized():
@@ -148,8 +157,8 @@ class Tournament:
         """One mode against one opponent: this rank's share of the games, figures over all ranks."""
         rank, world = self._ranks()
         sync = world > 1  # the states are summed over ranks (each rank counted its own games)
-        snapshot = self.snapshots.get(opponent)
-        kwargs = {**self.env_kwargs, "opponent": "self" if snapshot else opponent}
+        other = self._llm_opponent(policy, opponent)
+        kwargs = {**self.env_kwargs, "opponent": "self" if other else opponent}
         engine = RolloutEngine(self.env, kwargs, max(1, min(self.num_envs, -(-self.num_games // world))))
         overall = OutcomeRates(sync_on_compute=sync)
         episodes: list[Episode] = []
@@ -157,10 +166,11 @@ class Tournament:
         for chunk in self._chunks():
             mine = list(chunk)[rank::world]  # game indices of this rank (none in a short last chunk)
             played = []
-            if mine and snapshot:
-                # The policy against its past self: the same network, the snapshot's adapter in the
-                # other seats, the learner's seat alternating with the global game index.
-                players = _snapshot_seats(policy, snapshot, opponent, engine)
+            if mine and other:
+                # The policy against another LLM player (its past self: the same network with the
+                # snapshot's adapter; or another model) in the other seats, the learner's seat
+                # alternating with the global game index.
+                players = _llm_seats(policy, other, engine)
                 played = engine.play(
                     None,
                     [self.seed + i for i in mine],
@@ -216,13 +226,12 @@ def _rating_key(name: str) -> str:
     return f"policy_{name.split('@')[0]}" if "@" in name else name
 
 
-def _snapshot_seats(policy, adapter: str, name: str, engine: RolloutEngine) -> list[list]:
-    """Seatings against a snapshot: ``[learner in seat 0, learner in seat 1]``; the snapshot holds
+def _llm_seats(policy, other: PolicyPlayer, engine: RolloutEngine) -> list[list]:
+    """Seatings against an LLM player: ``[learner in seat 0, learner in seat 1]``; ``other`` holds
     every other seat."""
     learner = PolicyPlayer(policy, name="learner", learner=True)
-    past = PolicyPlayer(AdapterActor(policy, adapter), name=name, learner=False)
     n = engine.envs[0].unwrapped.num_players
-    return [[learner if s == seat else past for s in range(n)] for seat in range(2)]
+    return [[learner if s == seat else other for s in range(n)] for seat in range(2)]
 
 
 def _alternate_seats(game_index: int) -> dict:

@@ -135,14 +135,18 @@ def _add_model_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--mode", default="generate", help="score, constrained or generate")
 
 
-def _policy(args):
-    if args.ckpt_path:
-        if not args.config:
-            raise ConfigError("--ckpt_path needs --config (the config the checkpoint was trained with)")
-        return load_trained_module(args.config, args.ckpt_path).policy
+def _policy(args, prefix: str = ""):
+    """The policy the options name (``prefix="opponent_"``: the opponent's options)."""
+    ckpt, config, model = (getattr(args, f"{prefix}{k}") for k in ("ckpt_path", "config", "model"))
+    if ckpt:
+        if not config:
+            raise ConfigError(
+                f"--{prefix}ckpt_path needs --{prefix}config (the config the checkpoint was trained with)"
+            )
+        return load_trained_module(config, ckpt).policy
     from modules.policy import Policy
 
-    return Policy(model=args.model, dtype=args.dtype, max_new_tokens=args.max_new_tokens)
+    return Policy(model=model, dtype=args.dtype, max_new_tokens=args.max_new_tokens)
 
 
 def rollout(argv: list[str]) -> int:
@@ -329,14 +333,23 @@ def tournament(argv: list[str]) -> int:
     from modules.modes import check_mode
 
     p = VerbParser(
-        prog="python -m cli tournament", description="An LLM against a built-in opponent; a JSON report."
+        prog="python -m cli tournament",
+        description="An LLM against a built-in opponent or another LLM; a JSON report.",
     )
     p.add_argument("--env", required=True)
     p.add_argument("--env_kwargs", help="env options as JSON")
     p.add_argument(
-        "--opponent", default="heuristic", help="random, mcts, minimax or heuristic (what the env takes)"
+        "--opponent",
+        default="heuristic",
+        help="random, mcts, minimax or heuristic (what the env takes), or llm: the --opponent_* model",
     )
     _add_model_args(p, "evaluate")
+    p.add_argument(
+        "--opponent_model", help="with --opponent llm: hub name or local folder (default: embedded)"
+    )
+    p.add_argument("--opponent_config", help="with --opponent_ckpt_path: the config it was trained with")
+    p.add_argument("--opponent_ckpt_path", help="with --opponent llm: a lightspiel checkpoint")
+    p.add_argument("--opponent_mode", help="with --opponent llm: its acting mode (default: --mode)")
     p.add_argument("--games", type=int, default=100, help="games (half in each seat)")
     p.add_argument("--seed", type=int, default=900_000_000, help="first held-out seed")
     p.add_argument("--out", required=True, help="the JSON report to write")
@@ -356,17 +369,41 @@ def tournament(argv: list[str]) -> int:
                 f"--baseline {args.baseline!r}: not a tournament report of this verb ({err})"
             ) from None
     env_kwargs = _json_option(args.env_kwargs, "--env_kwargs")
-    make_env(args.env, {**env_kwargs, "opponent": args.opponent}).close()  # bad id or opponent: now
+    llm = args.opponent == "llm"
+    given = [f"--{k}" for k in ("opponent_model", "opponent_config", "opponent_ckpt_path", "opponent_mode")]
+    if not llm and any(getattr(args, k[2:]) for k in given):
+        raise ConfigError(f"{', '.join(k for k in given if getattr(args, k[2:]))} need --opponent llm")
+    if llm and args.opponent_mode:
+        check_mode(args.opponent_mode, "--opponent_mode")
+    # A bad id or opponent: now, before any model loads.
+    make_env(args.env, {**env_kwargs, "opponent": "self" if llm else args.opponent}).close()
     policy = _policy(args)
+    opponent_name = args.opponent
     match = Tournament(
-        args.env, env_kwargs, [args.opponent], args.games, [args.mode], args.seed, distributed=False
+        args.env,
+        env_kwargs,
+        [] if llm else [args.opponent],
+        args.games,
+        [args.mode],
+        args.seed,
+        distributed=False,
     )
-    metrics = match.play(policy)["results"][args.mode][args.opponent]
+    if llm:
+        from datamodules.players import PolicyPlayer
+
+        opponent_name = args.opponent_ckpt_path or args.opponent_model or "embedded SmolLM2-135M-Instruct"
+        match.llm_opponents[opponent_name] = PolicyPlayer(
+            _policy(args, "opponent_"),
+            name=opponent_name,
+            learner=False,
+            mode=args.opponent_mode or args.mode,
+        )
+    metrics = match.play(policy)["results"][args.mode][opponent_name]
     report = {
         "env": args.env,
         "env_kwargs": env_kwargs,
         "player": args.ckpt_path or args.model or "embedded SmolLM2-135M-Instruct",
-        "opponent": args.opponent,
+        "opponent": opponent_name,
         "mode": args.mode,
         "games": args.games,
         "first_seed": args.seed,

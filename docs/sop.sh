@@ -22,6 +22,9 @@ step "6 DPO" $py -m cli fit --config configs/repeated_poker_dpo.yaml --trainer.d
 step "7 tournament after training" $py -m cli tournament --env lightspiel/RepeatedPoker-v0 --opponent heuristic \
   --games 100 --mode generate --config configs/repeated_poker_dpo.yaml --ckpt_path sop/run/checkpoints/last.ckpt \
   --out sop/reports/after.json --baseline sop/reports/before.json --max_illegal_increase 0.01
+step "7b head to head" $py -m cli tournament --env lightspiel/RepeatedPoker-v0 --opponent llm --games 40 \
+  --mode score --config configs/repeated_poker_dpo.yaml --ckpt_path sop/run/checkpoints/last.ckpt \
+  --out sop/reports/head_to_head.json
 step "8 export" $py -m cli export --config configs/repeated_poker_dpo.yaml --ckpt_path sop/run/checkpoints/last.ckpt \
   --out sop/export --merge
 echo "== done"

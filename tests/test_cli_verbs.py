@@ -106,6 +106,15 @@ def test_rollout_plays_a_language_model_in_every_seat(tmp_path, capsys, tiny_mod
         ),
         (["pairs", "--episodes", "missing.jsonl", "--out", "p.jsonl"], "missing.jsonl:0: field '<file>'"),
         (["pairs", "--episodes", "BAD", "--strategy", "margn", "--out", "p.jsonl"], "did you mean 'margin'"),
+        (
+            ["tournament", "--env", "lightspiel/TicTacToe-v0", "--opponent_model", "x", "--out", "r.json"],
+            "--opponent_model need --opponent llm",
+        ),
+        (
+            ["tournament", "--env", "lightspiel/TicTacToe-v0", "--opponent", "llm", "--opponent_mode", "scor",
+             "--out", "r.json"],
+            "did you mean 'score'",
+        ),
     ],
 )
 def test_verbs_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, args, message):
@@ -148,3 +157,18 @@ def test_tournament_report_and_baseline_gate(tmp_path, capsys, tiny_model_dir):
     assert (
         after["illegal_rate"] > 0.5 and code == 1 and "rejected" in err and "illegal_rate: 0.0000 ->" in err
     )
+
+
+def test_tournament_between_two_llms(tmp_path, capsys, tiny_model_dir):
+    """A model against itself from another folder: greedy tic-tac-toe has no chance, and seats
+    alternate, so whatever the first seat gets, the other seat gets back: wins equal losses."""
+    out = tmp_path / "r.json"
+    code, figures, _ = _run(
+        ["tournament", "--env", "lightspiel/TicTacToe-v0", "--model", tiny_model_dir, "--dtype", "float32",
+         "--mode", "score", "--opponent", "llm", "--opponent_model", tiny_model_dir, "--games", "4",
+         "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert code == 0 and report["opponent"] == tiny_model_dir and report["metrics"]["episodes"] == 4
+    assert figures["win_rate"] == figures["loss_rate"]
