@@ -241,6 +241,12 @@ def pairs(argv: list[str]) -> int:
     p.add_argument("--strategy", default="margin", help=f"one of {', '.join(STRATEGIES)}")
     p.add_argument("--margin", type=float, default=0.1)
     p.add_argument("--max_pairs_per_state", type=int, default=4)
+    p.add_argument(
+        "--illegal_negatives",
+        type=int,
+        default=0,
+        help="oracle: also prefer the move to N illegal moves per state",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--judge", help="re-score ambiguous pairs with this judge model (hub name, folder, or 'embedded')"
@@ -254,6 +260,10 @@ def pairs(argv: list[str]) -> int:
     check_choice(args.strategy, STRATEGIES, "--strategy")
     episodes = [e for path in args.episodes for e in read_jsonl(path, Episode)]  # every line validated first
     kwargs = {"max_pairs_per_state": args.max_pairs_per_state, "seed": args.seed}
+    if args.illegal_negatives:
+        if args.strategy != "oracle":
+            raise ConfigError("--illegal_negatives needs --strategy oracle")
+        kwargs["illegal_negatives"] = args.illegal_negatives
     kwargs.update(
         {"min_validity_gap": args.margin} if args.strategy == "validity" else {"margin": args.margin}
     )

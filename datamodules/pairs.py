@@ -115,8 +115,14 @@ def oracle_pairs(
     mcts_simulations: int = 200,
     seed: int = 0,
     illegal_score: float = -2.0,
+    illegal_negatives: int = 0,
 ) -> list[PreferencePair]:
-    """Pairs ranked by an oracle's values of all legal moves at each visited state."""
+    """Pairs ranked by an oracle's values of all legal moves at each visited state.
+
+    ``illegal_negatives``: also prefer the chosen move to up to this many moves the state does not
+    allow (an occupied cell, a full column), written as the env would read them (a text the
+    renderer parses back to that illegal action). Score-mode rollouts never see an illegal answer,
+    so without these DPO on canonical moves leaves free-text answers free to name taken cells."""
     from envs import renderer_for, state_from_history
 
     if oracle not in ORACLES:
@@ -148,7 +154,32 @@ def oracle_pairs(
         bad = sorted({t.completion for _, t in group if t.outcome != "ok"} - set(turn.legal_actions))
         for rejected in bad[:max_pairs_per_state]:
             pairs.append(_pair(group, chosen, rejected, best, illegal_score, f"oracle:{used}"))
+        if illegal_negatives > 0:
+            made = sorted(set(illegal_texts(renderer, state, turn.seat)) - set(bad))
+            for rejected in rng.sample(made, min(illegal_negatives, len(made))):
+                pairs.append(
+                    _pair(group, chosen, rejected, best, illegal_score, f"oracle:{used}:illegal-move")
+                )
     return pairs
+
+
+def illegal_texts(renderer, state, seat: int) -> list[str]:
+    """Texts of the moves ``seat`` may not make at ``state`` that the renderer reads back as exactly
+    that move (so each is an answer the env would judge illegal, not unparsed)."""
+    legal = set(state.legal_actions(seat))
+    legal_texts = {renderer.action_text(state, seat, a) for a in legal}
+    out = []
+    for action in range(state.get_game().num_distinct_actions()):
+        if action in legal:
+            continue
+        try:
+            text = renderer.action_text(state, seat, action)
+            readable = renderer.parse(text, state, seat) == action
+        except Exception:  # a renderer may not describe a move that cannot be made here
+            continue
+        if readable and text not in legal_texts:
+            out.append(text)
+    return out
 
 
 class _OracleValues:

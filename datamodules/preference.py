@@ -86,6 +86,10 @@ class PreferenceDataModule(L.LightningDataModule):
             (exact where the game is small enough, MCTS otherwise).
         margin: Minimum score (or value) gap between chosen and rejected.
         max_pairs_per_state: Cap on pairs drawn from one state.
+        illegal_negatives: ``oracle`` pairs: also prefer the chosen move to up to this many moves the
+            state does not allow (an occupied cell), as the env would read them: score-mode rollouts
+            never produce an illegal answer, and without these a model trained on canonical moves
+            goes on naming taken cells when it answers in free text.
         samples_per_problem: Games (answers) played from each start: a reasoning env's problem is
             answered this many times, so that its answers can be compared.
         min_validity_gap: ``validity`` pairs: least gap in the share of valid proof steps.
@@ -125,6 +129,7 @@ class PreferenceDataModule(L.LightningDataModule):
         oracle: str = "auto",
         margin: float = 0.1,
         max_pairs_per_state: int = 2,
+        illegal_negatives: int = 0,
         samples_per_problem: int = 1,
         min_validity_gap: float = 0.1,
         require_valid_winner: bool = False,
@@ -147,6 +152,11 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
         if window < 1:
             raise ConfigError(f"--data.window must be >= 1, got {window}")
+        if illegal_negatives < 0 or (illegal_negatives and strategy != "oracle"):
+            raise ConfigError(
+                f"--data.illegal_negatives must be >= 0 and needs strategy: oracle, got {illegal_negatives} "
+                f"with strategy {strategy!r}"
+            )
         for name, value in (
             ("num_episodes", num_episodes),
             ("num_envs", num_envs),
@@ -192,7 +202,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.temperature, self.window = temperature, window
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
         self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
-        self.samples_per_problem = samples_per_problem
+        self.samples_per_problem, self.illegal_negatives = samples_per_problem, illegal_negatives
         self.min_validity_gap, self.require_valid_winner = min_validity_gap, require_valid_winner
         self.sft_iterations, self.sft_examples = sft_iterations, sft_examples
         self.judge_model, self.judge_band, self.judge_threshold = judge_model, judge_band, judge_threshold
@@ -346,6 +356,7 @@ class PreferenceDataModule(L.LightningDataModule):
         kwargs = {"margin": self.margin, "max_pairs_per_state": self.max_pairs_per_state, "seed": self.seed}
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle
+            kwargs["illegal_negatives"] = self.illegal_negatives
         return kwargs
 
     def _load_judge(self):

@@ -193,6 +193,36 @@ def test_oracle_pairs_prefer_the_winning_move():
     assert all(p.strategy == "oracle:minimax" for p in pairs)
 
 
+def test_illegal_negatives_are_taken_cells_the_env_judges_illegal():
+    """X: cells 1,2; O: cells 4,5. With ``illegal_negatives`` the winning move 3 is also preferred
+    to taken cells, written as the env reads them: stepping the env with each is an illegal move."""
+    import pyspiel
+
+    from envs import OpenSpielTextEnv
+
+    history = [0, 3, 1, 4]
+    env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self", illegal_rule="forfeit")
+    state = pyspiel.load_game("tic_tac_toe").new_initial_state()
+    for a in history:
+        state.apply_action(a)
+    prompt = env.renderer.prompt(state, 0)
+    legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
+    ep = _episode("e", [_turn(prompt, "7", history=history, legal=legal)], [-1, 1])
+    plain = oracle_pairs([ep], oracle="minimax", margin=0.5, max_pairs_per_state=10)
+    pairs = oracle_pairs([ep], oracle="minimax", margin=0.5, max_pairs_per_state=10, illegal_negatives=3)
+    extra = [p for p in pairs if p.strategy == "oracle:minimax:illegal-move"]
+    assert len(pairs) == len(plain) + 3 and {p.chosen for p in extra} == {"3"}
+    assert {p.rejected for p in extra} < {"1", "2", "4", "5"} and all(p.rejected_score == -2.0 for p in extra)
+    for p in extra:
+        env.reset(seed=0, options={"history": history})
+        _, _, _, _, info = env.step(p.rejected)
+        assert info["parsed"] and not info["legal"]
+    with pytest.raises(ValueError, match="illegal_negatives"):
+        from datamodules.preference import PreferenceDataModule
+
+        PreferenceDataModule(env="lightspiel/TicTacToe-v0", strategy="margin", illegal_negatives=2)
+
+
 def test_split_is_deterministic_and_never_puts_a_state_on_both_sides():
     eps = [
         _episode(f"e{i}", [_turn(f"board {i % 40}", "5" if i % 3 else "9")], [1 if i % 3 else -1, 0])
