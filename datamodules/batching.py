@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler
 
 
-class GroupBatchSampler(Sampler[list[int]]):
+class GroupBatchSampler(BatchSampler):
     """Batches of about ``batch_size`` rows that never split a group (rows with the same key).
 
     Groups are packed once, in key order, into batches that close as soon as they reach
@@ -23,6 +23,11 @@ class GroupBatchSampler(Sampler[list[int]]):
         generator: Draws the order (a resumed run must visit batches in the same order as the
             uninterrupted one, so callers pass one seeded by the run's position); None: torch's
             global generator.
+        sampler: Under DDP Lightning re-creates the batch sampler with its ``DistributedSampler``
+            here; its ``rank`` and ``num_replicas`` shard the batches (every rank draws the same
+            order from the same generator and takes every ``num_replicas``-th batch, the list padded
+            by wrapping around so that every rank takes as many steps). Its own order is not used:
+            groups must stay whole.
     """
 
     def __init__(
@@ -32,6 +37,7 @@ class GroupBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         passes: int = 1,
         generator: torch.Generator | None = None,
+        sampler=None,
     ) -> None:
         groups: dict[Hashable, list[int]] = {}
         for i, key in enumerate(keys):
@@ -46,13 +52,21 @@ class GroupBatchSampler(Sampler[list[int]]):
         if current:
             self.batches.append(current)
         self.shuffle, self.passes, self.generator = shuffle, passes, generator
+        self.keys, self.batch_size, self.drop_last = list(keys), batch_size, False
+        self.sampler = sampler
+        self.rank = int(getattr(sampler, "rank", 0))
+        self.world = int(getattr(sampler, "num_replicas", 1))
 
     def __iter__(self):
         for _ in range(self.passes):
             n = len(self.batches)
-            order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else range(n)
+            order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
+            if self.world > 1 and n:
+                share = -(-n // self.world)
+                order = [order[(self.rank + k * self.world) % n] for k in range(share)]
             for i in order:
                 yield self.batches[i]
 
     def __len__(self) -> int:
-        return len(self.batches) * self.passes
+        n = len(self.batches)
+        return (-(-n // self.world) if self.world > 1 and n else n) * self.passes

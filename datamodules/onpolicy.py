@@ -28,8 +28,9 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
+from datamodules.distributed import barrier, gather, rank_and_world
 from datamodules.protocols import AdvantageEstimator, require
-from datamodules.records import Episode, read_complete_episodes
+from datamodules.records import Episode, EpisodeWriter, read_complete_episodes
 from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
 from datamodules.seeding import reseed_global, seeded_generator
 from datamodules.transcripts import log_transcripts
@@ -238,6 +239,8 @@ class OnPolicyDataModule(L.LightningDataModule):
         by_opponent: dict[str, list[int]] = {}
         for k, game in enumerate(plan):
             by_opponent.setdefault(game["opponent"], []).append(k)
+        barrier()  # every rank has read the file before any rank appends to it
+        rank, world = rank_and_world()
         start, played = time.perf_counter(), []
         # Sampling depends only on the seed, the epoch and the weights, not on the process's history.
         reseed_global(self.seed, self.iteration, "rollout")
@@ -246,22 +249,33 @@ class OnPolicyDataModule(L.LightningDataModule):
             engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
             ids = {k: engine.episode_id(plan[k]["seed"], self.iteration, tags[k]) for k in indices}
             episodes.update({k: have[ids[k]] for k in indices if ids[k] in have})
-            missing = [k for k in indices if ids[k] not in have]
-            if not missing:
+            # Under DDP each rank plays every world-th missing game (its own generator each, so the
+            # games do not depend on the split); rank zero writes them all, as in preference.py.
+            missing = [k for k in indices if ids[k] not in have][rank::world]
+            if not missing and world == 1:
                 continue
             result = engine.play(
                 policy,
                 [plan[k]["seed"] for k in missing],
                 mode=self.mode,
-                out_path=path,
+                out_path=path if rank == 0 else None,
                 iteration=self.iteration,
                 reset_options=lambda j, todo=missing: plan[todo[j]]["options"] or None,
                 progress=f"rollout epoch {self.iteration} vs {opponent}",
                 temperature=self.temperature,
                 tags=[tags[k] for k in missing],
             )
-            episodes.update(dict(zip(missing, result.episodes)))
-            played += result.episodes
+            mine = dict(zip(missing, result.episodes))
+            if world > 1:
+                parts = gather(mine)
+                if rank == 0:
+                    with EpisodeWriter(path) as writer:
+                        for part in parts[1:]:
+                            for episode in part.values():
+                                writer.write(episode)
+                mine = {k: e for part in parts for k, e in part.items()}
+            episodes.update(mine)
+            played += list(mine.values())
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start) if played else {}
         return [episodes[k] for k in sorted(episodes)]
 

@@ -23,9 +23,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
+from datamodules.distributed import barrier, gather, is_writer, rank_and_world
 from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, judge_pairs, split_pairs
 from datamodules.records import (
     Episode,
+    EpisodeWriter,
     PreferencePair,
     SFTExample,
     read_complete_episodes,
@@ -57,8 +59,11 @@ class StateBatchSampler(GroupBatchSampler):
         batch_size: int,
         shuffle: bool = True,
         generator: torch.Generator | None = None,
+        sampler=None,
     ) -> None:
-        super().__init__([p.state_key for p in pairs], batch_size, shuffle, generator=generator)
+        super().__init__(
+            [p.state_key for p in pairs], batch_size, shuffle, generator=generator, sampler=sampler
+        )
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -259,6 +264,7 @@ class PreferenceDataModule(L.LightningDataModule):
                 count[e.seed] = count.get(e.seed, 0) + 1
                 kept.append(e)
         missing = [(s, k) for s in seeds for k in range(count.get(s, 0), self.samples_per_problem)]
+        barrier()  # every rank has read the file before any rank appends to it
         if missing:
             if policy is None:
                 raise RuntimeError("the preference datamodule needs the policy to play episodes")
@@ -273,6 +279,11 @@ class PreferenceDataModule(L.LightningDataModule):
         opponents = self.opponents or [self._opponent_for(0)]
         index = {s: i for i, s in enumerate(seeds)}
         start, played = time.perf_counter(), []
+        # Under DDP each rank plays every world-th missing game; rank zero appends its own games as
+        # they end and the others' once gathered. Each game samples from its own generator, so the
+        # games do not depend on how many processes share them.
+        rank, world = rank_and_world()
+        missing = missing[rank::world]
         # What the policy samples depends on the seed, the iteration and the weights only, so a
         # resumed run plays the games the uninterrupted run played.
         reseed_global(self.seed, self.iteration, "rollout")
@@ -286,13 +297,21 @@ class PreferenceDataModule(L.LightningDataModule):
                 policy,
                 [s for s, _ in mine],
                 mode=self.mode,
-                out_path=path,
+                out_path=path if rank == 0 else None,
                 iteration=self.iteration,
                 progress=f"rollout iter {self.iteration} vs {opponent}",
                 temperature=self.temperature,
                 tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in mine],
             )
             played += result.episodes
+        if world > 1:
+            parts = gather(played)
+            if rank == 0:
+                with EpisodeWriter(path) as writer:
+                    for part in parts[1:]:
+                        for episode in part:
+                            writer.write(episode)
+            played = [e for part in parts for e in part]
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
         return played
 
@@ -339,8 +358,9 @@ class PreferenceDataModule(L.LightningDataModule):
             self.oracle,
         )
         folder = self.iteration_dir()
-        write_jsonl_atomic(folder / "sft_train.jsonl", self.train_sft)
-        write_jsonl_atomic(folder / "sft_eval.jsonl", self.eval_sft)
+        if is_writer():
+            write_jsonl_atomic(folder / "sft_train.jsonl", self.train_sft)
+            write_jsonl_atomic(folder / "sft_eval.jsonl", self.eval_sft)
         self.rollout_metrics, self.last_episodes = {}, []
         self.train_pairs, self.eval_pairs = [], []
         self._built = self.iteration
@@ -396,8 +416,9 @@ class PreferenceDataModule(L.LightningDataModule):
             pair.system = system
         self.train_pairs, self.eval_pairs = split_pairs(pairs, self.eval_ratio, self.seed)
         folder = self.iteration_dir()
-        write_jsonl_atomic(folder / "pairs_train.jsonl", self.train_pairs)
-        write_jsonl_atomic(folder / "pairs_eval.jsonl", self.eval_pairs)
+        if is_writer():  # every rank holds the same pairs; one writes them
+            write_jsonl_atomic(folder / "pairs_train.jsonl", self.train_pairs)
+            write_jsonl_atomic(folder / "pairs_eval.jsonl", self.eval_pairs)
         # The generation's summary (seed 004): what its games or traces reached, and the pairs made.
         summary = {
             "iteration": self.iteration,
@@ -411,7 +432,8 @@ class PreferenceDataModule(L.LightningDataModule):
             "pairs_eval": len(self.eval_pairs),
             "strategy": self.strategy,
         }
-        write_json_atomic(folder / "summary.json", summary)
+        if is_writer():
+            write_json_atomic(folder / "summary.json", summary)
         if not self.train_pairs:
             raise ConfigError(
                 f"iteration {self.iteration}: {len(episodes)} episodes gave no training pairs with strategy "

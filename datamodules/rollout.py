@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 import typing
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,11 @@ class RolloutEngine:
                     "turns": [],
                     "players": players,
                     "rng": np.random.default_rng([int(seed), 7]),
+                    # The policy's own draws for this game (score and constrained modes): they depend
+                    # on the game (seed, sample, iteration) only, not on its batch or its process.
+                    "policy_rng": np.random.default_rng(
+                        [int(seed), 11, zlib.crc32(tags[order].encode()), max(int(iteration), 0)]
+                    ),
                     "start_history": list((opts or {}).get("history", [])),
                 }
 
@@ -225,7 +231,9 @@ class RolloutEngine:
                     index = player.choose(envs_[i], int(slots[i]["obs"]["seat"]), slots[i]["rng"])
                     decisions[i] = (player, index)
                 continue
-            actions = player.act([slots[i]["obs"] for i in indices], **settings)
+            actions = player.act(
+                [{**slots[i]["obs"], "rng": slots[i]["policy_rng"]} for i in indices], **settings
+            )
             decisions.update({i: (player, a) for i, a in zip(indices, actions)})
         return dict(sorted(decisions.items()))
 

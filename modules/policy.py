@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -132,6 +133,16 @@ class Action:
     token_ids: list[int] | None = None  # the answer's tokens as sampled (generate, constrained)
     token_logps: list[float] | None = None  # their log-probabilities under the sampling policy
     value: float | None = None  # the value head's estimate of the state, when the policy has one
+
+
+def _draw(probs: torch.Tensor, rng: np.random.Generator | None) -> int:
+    """Sample an index of ``probs``: from the observation's own generator when it carries one
+    (``obs["rng"]``: the rollout engine gives each game its own, so what a game samples does not
+    depend on which other games share its batch, or on how many processes play), else from torch's."""
+    if rng is None:
+        return int(torch.multinomial(probs, 1))
+    cdf = np.cumsum(probs.double().cpu().numpy())
+    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
 
 
 class Policy(nn.Module):
@@ -545,7 +556,8 @@ class Policy(nn.Module):
         if greedy:
             choice = logps.argmax(-1)
         else:
-            choice = torch.multinomial(torch.softmax(logps / temp, -1), 1).squeeze(-1)
+            probs = torch.softmax(logps / temp, -1)
+            choice = torch.tensor([_draw(probs[i], o.get("rng")) for i, o in enumerate(observations)])
         values = self._prompt_values(observations)
         return [
             Action(
@@ -627,7 +639,7 @@ class Policy(nn.Module):
                 if greedy:
                     j = int(lp.argmax())
                 else:
-                    j = int(torch.multinomial(torch.softmax(lp / temp, -1), 1))
+                    j = _draw(torch.softmax(lp / temp, -1), observations[b].get("rng"))
                 token = allowed[j]
                 logps[b] += float(lp[j])
                 token_logps[b].append(float(lp[j]))
