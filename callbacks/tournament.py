@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.ratings import IllegalGate, RatingTable, plot_history
 from callbacks.schedule import EvaluationSchedule
+from datamodules.distributed import rank_and_world
 from datamodules.metrics import OutcomeRates, mcnemar, update_from_episodes, wilson_interval
 from datamodules.players import AdapterActor, PolicyPlayer
 from datamodules.protocols import EnvSource, require
@@ -134,9 +135,7 @@ class Tournament:
         return self.llm_opponents.get(opponent)
 
     def _ranks(self) -> tuple[int, int]:
-        if self.distributed and dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return rank_and_world() if self.distributed else (0, 1)
 
     def _chunks(self) -> list[range]:
         """Game indices in the order they are played: all at once, or (sized by precision) in
@@ -440,7 +439,8 @@ class TournamentCallback(EvaluationSchedule):
             entry["ratings"] = self.ratings.update(label, played["games"])
             self.rating_history.append({"label": label, "ordinals": entry["ratings"]})
         if self.gate is not None:
-            matches = [m for by_opp in results.values() for m in by_opp.values()]
+            # The fixed opponents only: the snapshots met change from one evaluation to the next.
+            matches = [m for by_opp in results.values() for o, m in by_opp.items() if o in self.opponents]
             success = sum(m[f"{self.success}_rate"] for m in matches) / len(matches)
             illegal = sum(m["illegal_rate"] for m in matches) / len(matches)
             entry["gated_success"] = self.gate.score(success, illegal)
@@ -479,8 +479,10 @@ class TournamentCallback(EvaluationSchedule):
         """The policy just evaluated joins the pool; past ``pool_size``, the oldest snapshot's adapter
         slot is reused for it. Adapter names carry the tournament's name, so two tournaments keep
         separate pools."""
-        if len(self.pool) < self.pool_size:
-            adapter = f"pool_{self.name or 'eval'}_{len(self.pool)}"
+        if len(self.pool) < self.pool_size:  # the first slot name no snapshot holds
+            used = {p["adapter"] for p in self.pool}
+            adapter = next(f"pool_{self.name or 'eval'}_{k}" for k in range(len(used) + 1) if
+                           f"pool_{self.name or 'eval'}_{k}" not in used)  # fmt: skip
         else:
             adapter = self.pool.pop(0)["adapter"]
         policy.snapshot_adapter(adapter)

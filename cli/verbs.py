@@ -408,7 +408,9 @@ def tournament(argv: list[str]) -> int:
             learner=False,
             mode=args.opponent_mode or args.mode,
         )
-    metrics = match.play(policy)["results"][args.mode][opponent_name]
+    played = match.play(policy)
+    metrics = played["results"][args.mode][opponent_name]
+    samples = played["samples"][args.mode][opponent_name]
     report = {
         "env": args.env,
         "env_kwargs": env_kwargs,
@@ -418,6 +420,8 @@ def tournament(argv: list[str]) -> int:
         "games": args.games,
         "first_seed": args.seed,
         "metrics": metrics,
+        # Who sat where in the first games, and how they ended (the learner's seat alternates).
+        "sample_games": [{"seed": e.seed, "players": e.players, "returns": e.returns} for e in samples],
     }
     write_json_atomic(args.out, report)
     keys = (

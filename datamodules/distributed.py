@@ -33,3 +33,20 @@ def gather(obj) -> list:
 def is_writer() -> bool:
     """Whether this process writes the run's shared files (rank zero)."""
     return rank_and_world()[0] == 0
+
+
+def gather_episodes(mine: dict, path) -> dict:
+    """Every rank's ``{key: Episode}`` merged, on every rank; rank zero appends the other ranks'
+    episodes to ``path`` (it wrote its own as they ended). One process: ``mine`` unchanged."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return mine
+    from datamodules.records import EpisodeWriter
+
+    parts = gather(mine)
+    if rank == 0:
+        with EpisodeWriter(path) as writer:
+            for part in parts[1:]:
+                for episode in part.values():
+                    writer.write(episode)
+    return {k: e for part in parts for k, e in part.items()}

@@ -28,9 +28,9 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
-from datamodules.distributed import barrier, gather, rank_and_world
+from datamodules.distributed import barrier, gather_episodes, rank_and_world
 from datamodules.protocols import AdvantageEstimator, require
-from datamodules.records import Episode, EpisodeWriter, read_complete_episodes
+from datamodules.records import Episode, read_complete_episodes
 from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
 from datamodules.seeding import reseed_global, seeded_generator
 from datamodules.transcripts import log_transcripts
@@ -243,7 +243,7 @@ class OnPolicyDataModule(L.LightningDataModule):
         rank, world = rank_and_world()
         start, played = time.perf_counter(), []
         # Sampling depends only on the seed, the epoch and the weights, not on the process's history.
-        reseed_global(self.seed, self.iteration, "rollout")
+        reseed_global(self.seed, self.iteration, rank, "rollout")
         episodes: dict[int, Episode] = {}
         for opponent, indices in by_opponent.items():
             engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
@@ -265,15 +265,7 @@ class OnPolicyDataModule(L.LightningDataModule):
                 temperature=self.temperature,
                 tags=[tags[k] for k in missing],
             )
-            mine = dict(zip(missing, result.episodes))
-            if world > 1:
-                parts = gather(mine)
-                if rank == 0:
-                    with EpisodeWriter(path) as writer:
-                        for part in parts[1:]:
-                            for episode in part.values():
-                                writer.write(episode)
-                mine = {k: e for part in parts for k, e in part.items()}
+            mine = gather_episodes(dict(zip(missing, result.episodes)), path)
             episodes.update(mine)
             played += list(mine.values())
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start) if played else {}

@@ -156,7 +156,8 @@ def oracle_pairs(
             pairs.append(_pair(group, chosen, rejected, best, illegal_score, f"oracle:{used}"))
         if illegal_negatives > 0:
             made = sorted(set(illegal_texts(renderer, state, turn.seat)) - set(bad))
-            for rejected in rng.sample(made, min(illegal_negatives, len(made))):
+            # Their own generator: turning the option on leaves every other pair as it was.
+            for rejected in random.Random(f"{seed}:{_key}").sample(made, min(illegal_negatives, len(made))):
                 pairs.append(
                     _pair(group, chosen, rejected, best, illegal_score, f"oracle:{used}:illegal-move")
                 )

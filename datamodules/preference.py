@@ -23,11 +23,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
-from datamodules.distributed import barrier, gather, is_writer, rank_and_world
+from datamodules.distributed import barrier, gather_episodes, is_writer, rank_and_world
 from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, judge_pairs, split_pairs
 from datamodules.records import (
     Episode,
-    EpisodeWriter,
     PreferencePair,
     SFTExample,
     read_complete_episodes,
@@ -284,9 +283,9 @@ class PreferenceDataModule(L.LightningDataModule):
         # games do not depend on how many processes share them.
         rank, world = rank_and_world()
         missing = missing[rank::world]
-        # What the policy samples depends on the seed, the iteration and the weights only, so a
-        # resumed run plays the games the uninterrupted run played.
-        reseed_global(self.seed, self.iteration, "rollout")
+        # Generate mode samples from torch's generator: seeded by the run's position (a resumed run
+        # plays the games the uninterrupted one played) and the rank (ranks draw apart).
+        reseed_global(self.seed, self.iteration, rank, "rollout")
         for k, opponent in enumerate(opponents):
             mine = [(s, j) for s, j in missing if index[s] % len(opponents) == k]
             if not mine:
@@ -304,14 +303,8 @@ class PreferenceDataModule(L.LightningDataModule):
                 tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in mine],
             )
             played += result.episodes
-        if world > 1:
-            parts = gather(played)
-            if rank == 0:
-                with EpisodeWriter(path) as writer:
-                    for part in parts[1:]:
-                        for episode in part:
-                            writer.write(episode)
-            played = [e for part in parts for e in part]
+        mine = gather_episodes({e.episode_id: e for e in played}, path)
+        played = list(mine.values())
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
         return played
 

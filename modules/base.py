@@ -38,10 +38,13 @@ class PolicyModule(L.LightningModule):
         # Checkpoints hold only the trainable weights, so the frozen base's keys are absent on load.
         self.strict_loading = False
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout and any sampling inside a training epoch draw from a generator seeded by the run's
-        # seed and the epoch, so an epoch trains the same after a resume as in the uninterrupted run.
-        reseed_global(run_seed(), self.current_epoch, "train")
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Dropout and any sampling in a training step draw from a generator seeded by the run's seed,
+        # the epoch, the batch and the rank: a resumed run trains as the uninterrupted one did, however
+        # often Lightning drew from torch's generator in between (a DataLoader iterator takes a seed
+        # from it each time Lightning builds one, and a resumed run builds one fewer), and two ranks
+        # draw different masks.
+        reseed_global(run_seed(), self.current_epoch, batch_idx, self.global_rank, "train")
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]

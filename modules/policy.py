@@ -438,24 +438,15 @@ class Policy(nn.Module):
     def reference(self):
         """Run the reference model: the frozen snapshot adapter if one exists, else the bare base."""
         if "reference" in self.model.peft_config:
-            self.model.base_model.set_adapter("reference")
-            try:
+            with self.using_adapter("reference"):
                 yield
-            finally:
-                self.model.base_model.set_adapter("default")
-                self._freeze_reference()
         else:
             with self.model.disable_adapter():
                 yield
 
     def snapshot_reference(self) -> None:
         """Freeze a copy of the current adapter as the reference (iterative DPO); LoRA-sized, not a model copy."""
-        self.ensure_reference_adapter()
-        params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, p in params.items():
-                if ".reference." in name:
-                    p.copy_(params[name.replace(".reference.", ".default.")])
+        self.snapshot_adapter("reference")
 
     def ensure_reference_adapter(self) -> None:
         self.ensure_adapter("reference")
@@ -465,7 +456,7 @@ class Policy(nn.Module):
         if name not in self.model.peft_config:
             self.model.add_adapter(name, self.lora_config)
             self.model.base_model.set_adapter("default")
-            self._freeze_reference()
+            self._freeze_other_adapters()
 
     def snapshot_adapter(self, name: str) -> None:
         """Copy the trained adapter into the frozen adapter ``name`` (a pool snapshot: LoRA-sized, the
@@ -489,9 +480,9 @@ class Policy(nn.Module):
             yield
         finally:
             self.model.base_model.set_adapter("default")
-            self._freeze_reference()
+            self._freeze_other_adapters()
 
-    def _freeze_reference(self) -> None:
+    def _freeze_other_adapters(self) -> None:
         """Every adapter but the trained one stays frozen (peft's ``set_adapter`` unfreezes the one
         it activates)."""
         frozen = [f".{n}." for n in self.model.peft_config if n != "default"]

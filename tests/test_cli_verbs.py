@@ -172,3 +172,6 @@ def test_tournament_between_two_llms(tmp_path, capsys, tiny_model_dir):
     report = json.loads(out.read_text())
     assert code == 0 and report["opponent"] == tiny_model_dir and report["metrics"]["episodes"] == 4
     assert figures["win_rate"] == figures["loss_rate"]
+    # The other model held the other seat: the learner sat first, then second.
+    seats = [g["players"] for g in report["sample_games"]]
+    assert seats == [["learner", tiny_model_dir], [tiny_model_dir, "learner"]]

@@ -161,3 +161,36 @@ def test_env_options_given_as_command_line_strings_are_read_by_the_option_type()
     }
     with pytest.raises(ConfigError, match="illegal_penalty must be a finite number; got 'lots'"):
         make_env("lightspiel/TicTacToe-v0", {"illegal_penalty": "lots"})
+
+
+def test_group_batches_are_sharded_by_the_distributed_sampler_lightning_injects():
+    """Under DDP Lightning re-creates the batch sampler with a DistributedSampler: each rank takes
+    every world-th batch of one shared order, padded by wrapping so all ranks take as many steps,
+    and a group (rows with one key) is never split."""
+    import torch
+    from torch.utils.data import DistributedSampler
+
+    from datamodules.batching import GroupBatchSampler
+
+    keys = ["a", "a", "b", "c", "c", "c", "d", "e", "f", "f", "g"]  # 7 groups -> batches of >= 2 rows
+    one = GroupBatchSampler(keys, 2, shuffle=True, passes=2, generator=torch.Generator().manual_seed(3))
+    whole = list(one)
+    n = len(whole) // 2
+    for world in (2, 3):
+        shards = []
+        for rank in range(world):
+            fake = DistributedSampler(range(len(keys)), num_replicas=world, rank=rank, shuffle=False)
+            sampler = GroupBatchSampler(
+                keys, 2, shuffle=True, passes=2, generator=torch.Generator().manual_seed(3), sampler=fake
+            )
+            got = list(sampler)
+            assert len(got) == len(sampler) == 2 * -(-n // world)  # every rank as many steps
+            shards.append(got)
+        first_pass = [b for shard in shards for b in shard[: len(shard) // 2]]
+        assert sorted(map(tuple, whole[:n])) == sorted(set(map(tuple, first_pass)))  # none missing
+        assert {tuple(b) for shard in shards for b in shard} <= {tuple(b) for b in whole[:n]}
+    owners: dict[str, set] = {}
+    for batch in whole[:n]:
+        for i in batch:
+            owners.setdefault(keys[i], set()).add(tuple(batch))
+    assert all(len(batches) == 1 for batches in owners.values())  # no group in two batches
