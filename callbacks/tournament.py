@@ -18,12 +18,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.ratings import IllegalGate, RatingTable, plot_history
 from callbacks.schedule import EvaluationSchedule
-from datamodules.distributed import rank_and_world
+from datamodules.distributed import gather, rank_and_world
 from datamodules.metrics import OutcomeRates, mcnemar, update_from_episodes, wilson_interval
 from datamodules.players import AdapterActor, PolicyPlayer
 from datamodules.protocols import EnvSource, require
@@ -210,9 +209,7 @@ class Tournament:
                     metrics[f"seat{seat}_{k}"] = v
         by_seed = {str(e.seed): _game_record(e) for e in episodes}
         if sync:
-            gathered: list = [None] * world
-            dist.all_gather_object(gathered, by_seed)
-            by_seed = {k: v for part in gathered for k, v in part.items()}
+            by_seed = {k: v for part in gather(by_seed) for k, v in part.items()}
         by_seed = dict(sorted(by_seed.items(), key=lambda kv: int(kv[0])))
         return metrics, by_seed, episodes[:2]
 

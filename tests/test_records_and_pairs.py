@@ -170,21 +170,26 @@ def test_oracle_pairs_reject_illegal_answers_and_need_a_positive_margin():
         oracle_pairs([_episode("e", [bad], [-1, 1])], margin=0.0)
 
 
-def test_oracle_pairs_prefer_the_winning_move():
-    """X: cells 1,2; O: cells 4,5; X to move. 3 wins at once (+1); 6 blocks O and draws (0);
-    7, 8 or 9 let O complete 4-5-6 (-1)."""
+def _x_to_win_episode():
+    """X: cells 1,2; O: cells 4,5 (history X1, O4, X2, O5); X to move, and played 7."""
     import pyspiel
 
     from envs import OpenSpielTextEnv
 
-    history = [0, 3, 1, 4]  # X1, O4, X2, O5
+    history = [0, 3, 1, 4]
     env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self")
     state = pyspiel.load_game("tic_tac_toe").new_initial_state()
     for a in history:
         state.apply_action(a)
     prompt = env.renderer.prompt(state, 0)
     legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
-    ep = _episode("e", [_turn(prompt, "7", history=history, legal=legal)], [-1, 1])
+    return _episode("e", [_turn(prompt, "7", history=history, legal=legal)], [-1, 1])
+
+
+def test_oracle_pairs_prefer_the_winning_move():
+    """X: cells 1,2; O: cells 4,5; X to move. 3 wins at once (+1); 6 blocks O and draws (0);
+    7, 8 or 9 let O complete 4-5-6 (-1)."""
+    ep = _x_to_win_episode()
     pairs = oracle_pairs([ep], oracle="minimax", margin=0.5, max_pairs_per_state=10)
     assert {p.chosen for p in pairs} == {"3"}
     assert {p.rejected for p in pairs} == {"6", "7", "8", "9"}
@@ -196,18 +201,11 @@ def test_oracle_pairs_prefer_the_winning_move():
 def test_illegal_negatives_are_taken_cells_the_env_judges_illegal():
     """X: cells 1,2; O: cells 4,5. With ``illegal_negatives`` the winning move 3 is also preferred
     to taken cells, written as the env reads them: stepping the env with each is an illegal move."""
-    import pyspiel
-
     from envs import OpenSpielTextEnv
 
     history = [0, 3, 1, 4]
     env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self", illegal_rule="forfeit")
-    state = pyspiel.load_game("tic_tac_toe").new_initial_state()
-    for a in history:
-        state.apply_action(a)
-    prompt = env.renderer.prompt(state, 0)
-    legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
-    ep = _episode("e", [_turn(prompt, "7", history=history, legal=legal)], [-1, 1])
+    ep = _x_to_win_episode()
     plain = oracle_pairs([ep], oracle="minimax", margin=0.5, max_pairs_per_state=10)
     pairs = oracle_pairs([ep], oracle="minimax", margin=0.5, max_pairs_per_state=10, illegal_negatives=3)
     extra = [p for p in pairs if p.strategy == "oracle:minimax:illegal-move"]
