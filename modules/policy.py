@@ -123,6 +123,10 @@ def resolve_model(model: str | None) -> str:
     return str(path) if path.exists() else model
 
 
+#: Shortest shared prompt prefix worth its own pass (below it the extra call costs more than it saves).
+_MIN_SHARED_PREFIX = 8
+
+
 @dataclass
 class Action:
     """What the policy did for one observation."""
@@ -288,17 +292,65 @@ class Policy(nn.Module):
         return ids.to(self.device), mask.to(self.device)
 
     # ------------------------------------------------------------------ log-probabilities
+    def _shared_prefix(self, prompts: list[list[int]]) -> int:
+        """Length of the token prefix all ``prompts`` share, when running it once pays (else 0).
+
+        A game's prompts share the chat template, the system message and the rules (49 of ~110 tokens
+        in tic-tac-toe); every prompt keeps at least one token of its own, so each row has a last
+        position to read its next-token logits from."""
+        if len(prompts) < 2:
+            return 0
+        shortest = min(len(p) for p in prompts) - 1
+        first = torch.tensor(prompts[0][:shortest])
+        same = torch.ones(shortest, dtype=torch.bool)
+        for p in prompts[1:]:
+            same &= torch.tensor(p[:shortest]) == first
+        k = int(same.long().cumprod(0).sum()) if shortest > 0 else 0
+        return k if k >= _MIN_SHARED_PREFIX else 0
+
+    def _prefix_cache(self, prefix: list[int], batch: int):
+        """The key/value cache of ``prefix`` run once, repeated for ``batch`` rows (differentiable: the
+        rows' gradients meet in the one prefix pass)."""
+        ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
+        cache = self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+        cache.batch_repeat_interleave(batch)
+        return cache
+
+    def _rows(self, prompts: list[list[int]], tails: list[list[int]] | None = None):
+        """Lay out ``prompts`` (each followed by its ``tail``, if given) for one forward pass.
+
+        Rows are ``[shared prefix][left padding][rest of the prompt][tail][right padding]``: the prefix
+        every prompt shares runs once (:meth:`_prefix_cache`) and every prompt ends in the same column.
+        Returns ``(ids # [B, W], mask # [B, k + W], positions # [B, W], cache or None, width)``: the ids
+        after the prefix, the attention mask over prefix and ids, their position ids, the prefix's
+        cache, and the column after each prompt's last token (in ``ids``)."""
+        k = self._shared_prefix(prompts)
+        rest = [p[k:] for p in prompts]
+        tails = tails or [[] for _ in prompts]
+        width = max(len(r) for r in rest)
+        length = max(len(t) for t in tails)
+        ids = torch.full((len(rest), width + length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rest), k + width + length), dtype=torch.long)
+        mask[:, :k] = 1
+        for i, (r, t) in enumerate(zip(rest, tails)):
+            ids[i, width - len(r) : width + len(t)] = torch.tensor(r + t, dtype=torch.long)
+            mask[i, k + width - len(r) : k + width + len(t)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, k:]
+        cache = self._prefix_cache(prompts[0][:k], len(prompts)) if k else None
+        return ids, mask, positions, cache, width
+
     def _prefill(self, prompts: list[list[int]], values: bool = False):
-        """Run left-padded prompts once: next-token logits at the last position (# [B, V], float),
-        the key/value cache, and the attention mask the continuation extends; with ``values`` (and a
+        """Run the prompts once: next-token logits at the last position (# [B, V], float), the
+        key/value cache, and the attention mask the continuation extends; with ``values`` (and a
         value head) also the value of each prompt (# [B]), else None."""
-        ids, mask = self._left_pad(prompts)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions, cache, _ = self._rows(prompts)
         want = values and self.value_head is not None
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,
             output_hidden_states=want,
@@ -329,24 +381,18 @@ class Policy(nn.Module):
         rows = [index.setdefault(tuple(p), len(index)) for p in prompts]
         if len(index) < len(prompts):
             return self._shared_token_logps([list(p) for p in index], rows, completions, values)
-        n = len(prompts)
-        width_p = max(len(p) for p in prompts)
         length = max(len(c) for c in completions)
-        ids = torch.full((n, width_p + length), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((n, width_p + length), dtype=torch.long)
-        cmask = torch.zeros((n, length), dtype=torch.bool)
-        for i, (p, c) in enumerate(zip(prompts, completions)):
-            ids[i, width_p - len(p) : width_p] = torch.tensor(p, dtype=torch.long)
-            ids[i, width_p : width_p + len(c)] = torch.tensor(c, dtype=torch.long)
-            attn[i, width_p - len(p) : width_p + len(c)] = 1
+        ids, attn, positions, cache, width_p = self._rows(prompts, completions)
+        cmask = torch.zeros((len(prompts), length), dtype=torch.bool)
+        for i, c in enumerate(completions):
             cmask[i, : len(c)] = True
-        ids, attn, cmask = ids.to(self.device), attn.to(self.device), cmask.to(self.device)
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        cmask = cmask.to(self.device)
         want = values and self.value_head is not None
         out = self.model(
             input_ids=ids,
             attention_mask=attn,
             position_ids=positions,
+            cache=cache,
             logits_to_keep=length + 1,
             output_hidden_states=want,
         )
@@ -379,21 +425,49 @@ class Policy(nn.Module):
     def _continue(self, last, cache, pmask, sel, cand, cmask) -> torch.Tensor:
         """Per-token log-probabilities (# [N, L], 0 where ``cmask`` is false) of completions ``cand``
         (# [N, L]) after prefilled prompts: completion ``i`` continues prompt ``sel[i]``, whose
-        next-token logits are ``last`` (# [U, V]) and whose key/value ``cache`` is gathered per
-        completion (repeated indices allowed; the gradient flows back to the prompt pass)."""
+        next-token logits are ``last`` (# [U, V]) and whose key/value ``cache`` (# U rows, attention
+        mask ``pmask``) the completions read without copying it per completion.
+
+        The completions of one prompt are packed side by side into that prompt's row, ``[c1][c2]...``,
+        and a 4-D attention mask lets each token see the prompt and its own completion's earlier
+        tokens only (each completion starts at the prompt's next position), so one pass over U rows
+        scores all N completions. Gathering the cache per completion instead copied it N / U times
+        and cost more than the matrix products (the profile in docs/performance.md). The gradient
+        flows back to the prompt pass."""
         last = last[sel]  # [N, V]
-        parts = [last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)]  # [N, 1]
-        length = cand.shape[1]
-        if length > 1:
-            cache.reorder_cache(sel)
-            pmask = pmask[sel]
-            attn = torch.cat([pmask, cmask[:, :-1].long()], dim=1)
-            pos = pmask.sum(-1, keepdim=True) + torch.arange(length - 1, device=self.device)[None]
-            logits = self.model(
-                input_ids=cand[:, :-1], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True
-            ).logits.float()  # [N, L-1, V]
-            parts.append(logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1))
-        return torch.cat(parts, dim=1).masked_fill(~cmask, 0.0)
+        first = last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)  # [N, 1]
+        n, length = cand.shape
+        if length == 1:
+            return first.masked_fill(~cmask, 0.0)
+        steps = length - 1  # tokens fed per completion: all but the last
+        units = pmask.shape[0]
+        sel_list = sel.tolist()
+        slot = [0] * n  # completion i's place among its prompt's completions
+        count = [0] * units
+        for i, u in enumerate(sel_list):
+            slot[i], count[u] = count[u], count[u] + 1
+        width = max(count) * steps
+        slot_t = torch.tensor(slot, device=self.device)
+        cols = slot_t[:, None] * steps + torch.arange(steps, device=self.device)[None]  # [N, steps]
+        ids = torch.full((units, width), self.pad_id, dtype=torch.long, device=self.device)
+        ids[sel[:, None], cols] = cand[:, :-1]
+        real = torch.zeros((units, width), dtype=torch.bool, device=self.device)
+        real[sel[:, None], cols] = cmask[:, :-1]
+        # Query column q (completion j = q // steps, step t = q % steps) sees key column q' of the
+        # packed block when q' belongs to the same completion and comes no later, and is real.
+        q = torch.arange(width, device=self.device)
+        same = (q[:, None] // steps == q[None, :] // steps) & (q[None, :] <= q[:, None])  # [W, W]
+        block = same[None] & real[:, None, :]  # [U, W, W]
+        seen = pmask.bool()[:, None, :].expand(units, width, pmask.shape[1])
+        mask = torch.cat([seen, block], dim=-1)[:, None]  # [U, 1, W, P + W]
+        # Padded query columns see nothing of their own block; they still see the prompt (no empty rows).
+        pos = pmask.sum(-1, keepdim=True) + (q % steps)[None]  # [U, W]
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
+        ).logits  # [U, W, V]
+        picked = logits[sel[:, None], cols].float()  # [N, steps, V]
+        rest = picked.gather(-1, cand[:, 1:, None]).squeeze(-1) - picked.logsumexp(-1)
+        return torch.cat([first, rest], dim=1).masked_fill(~cmask, 0.0)
 
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
@@ -568,11 +642,17 @@ class Policy(nn.Module):
         return self._prefill([self.prompt_ids(o["prompt"]) for o in observations], values=True)[3]
 
     def _generate(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
-        ids, mask = self._left_pad([self.prompt_ids(o["prompt"]) for o in observations])
+        prompts = [self.prompt_ids(o["prompt"]) for o in observations]
+        ids, mask, _, cache, _ = self._rows(prompts)
+        shared = mask.shape[1] - ids.shape[1]  # the prefix every prompt shares, already in ``cache``
+        if shared:
+            prefix = torch.tensor(prompts[0][:shared], dtype=torch.long, device=self.device)
+            ids = torch.cat([prefix.expand(len(prompts), shared), ids], dim=1)
         want_values = self.value_head is not None
         out = self.model.generate(
             input_ids=ids,
             attention_mask=mask,
+            cache=cache,
             max_new_tokens=self.max_new_tokens,
             do_sample=not greedy,
             temperature=temp if not greedy else None,

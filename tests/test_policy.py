@@ -190,13 +190,19 @@ def test_sampled_token_logps_equal_the_training_pass(tiny_policy, mode):
             assert tiny_policy.eos_id not in a.token_ids[:-1]
 
 
-def test_repeated_prompts_run_once_with_the_same_logps_values_and_gradients(tiny_policy):
-    """Rows sharing a prompt (both seats of one position, G games from one start) share its pass; the
+@pytest.mark.parametrize("layout", ["repeated", "distinct"])
+def test_batched_rows_have_the_logps_values_and_gradients_of_each_row_alone(tiny_policy, layout):
+    """Rows sharing a prompt (both seats of one position, G games from one start) share its pass, and
+    distinct prompts share the pass over their common prefix (chat template, system message); the
     per-token log-probabilities, values and LoRA gradients equal those of each row run alone."""
     _lora_b_nonzero(tiny_policy)
     tiny_policy.add_value_head()
     p, q = tiny_policy.prompt_ids(PROMPT), tiny_policy.prompt_ids("short")
-    prompts = [p, q, p, p]
+    if layout == "repeated":
+        prompts = [p, q, p, p]
+    else:
+        prompts = [p, q, tiny_policy.prompt_ids(PROMPT + " Now."), tiny_policy.prompt_ids("shorter")]
+        assert tiny_policy._shared_prefix(prompts) >= 8  # the chat template and system message
     completions = [tiny_policy.completion_ids(t) for t in ("5", "12 then 3", "I would say 9", "1")]
 
     def grads():
