@@ -1,10 +1,17 @@
 """DPO training throughput (pairs/s): lightspiel's DPO module against TRL's DPOTrainer, same pairs.
 
-    python bench/bench_dpo.py --pairs 32 --dtype float32 [--no-trl]
+    python bench/bench_dpo.py --pairs 16 --batch-size 4 --dtype float32 [--no-trl]
 
-The pairs are real: self-play tic-tac-toe states labelled by the minimax oracle. Both sides train a
-LoRA (same rank, alpha and target modules) on the same base model and the same chat-formatted
-prompts. Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
+The pairs are real: self-play tic-tac-toe states labelled by the minimax oracle. Two workloads:
+- ``shared``: the oracle's pairs as they come, several per state (a state's best move against each
+  worse one): lightspiel runs each distinct prompt once per batch;
+- ``distinct``: one pair per state, every prompt different (~150-token chat prompts): no prompt
+  sharing, only the shared chat prefix.
+Both sides run on equal terms: the same base model, dtype, LoRA (rank, alpha, dropout, all linear
+layers), chat-formatted prompts, batch size and learning rate, gradient checkpointing off, and the
+first (warm-up) step left out of the timing. lightspiel's figure is given with the reference
+log-probabilities computed in the step (``cold``, as TRL does) and cached from an earlier epoch
+(``cached``). Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
 """
 
 from __future__ import annotations
@@ -29,11 +36,19 @@ from modules.policy import Policy  # noqa: E402
 LORA = {"lora_r": 16, "lora_alpha": 32}
 
 
-def make_pairs(policy: Policy, n: int) -> list:
+def make_pairs(policy: Policy, n: int, workload: str) -> list:
     engine = RolloutEngine("lightspiel/TicTacToe-v0", {"opponent": "self"}, num_envs=16)
-    episodes = engine.play(policy, seeds=list(range(32)), mode="score", progress=None).episodes
+    games = 32 if workload == "shared" else max(32, n)
+    episodes = engine.play(policy, seeds=list(range(games)), mode="score", progress=None).episodes
     pairs = oracle_pairs(episodes, margin=0.5, max_pairs_per_state=8)
-    return pairs[:n]
+    if workload == "distinct":
+        first: dict[str, object] = {}
+        for pair in pairs:
+            first.setdefault(pair.prompt, pair)
+        pairs = list(first.values())
+    if len(pairs) < n + 1:
+        raise SystemExit(f"only {len(pairs)} {workload} pairs; ask for fewer (--pairs)")
+    return pairs[: n + 1]  # one batch more than timed: the warm-up step
 
 
 def bench_lightspiel(policy: Policy, pairs: list, batch_size: int) -> dict:
@@ -44,28 +59,45 @@ def bench_lightspiel(policy: Policy, pairs: list, batch_size: int) -> dict:
     opt = module.configure_optimizers()
     out = {}
     for epoch in ("cold_reference", "cached_reference"):
-        start = time.perf_counter()
-        steps = 0
-        for batch_idx in StateBatchSampler(pairs, batch_size, shuffle=False):
+        batches = list(StateBatchSampler(pairs, batch_size, shuffle=False))
+        timed_pairs, seconds = 0, 0.0
+        for i, batch_idx in enumerate(batches):
+            start = time.perf_counter()
             opt.zero_grad()
-            module._step([pairs[i] for i in batch_idx], "train").backward()
+            module._step([pairs[j] for j in batch_idx], "train").backward()
             opt.step()
-            steps += 1
-        seconds = time.perf_counter() - start
+            if i:  # the first step warms up
+                seconds += time.perf_counter() - start
+                timed_pairs += len(batch_idx)
         out[epoch] = {
-            "pairs": len(pairs),
-            "steps": steps,
+            "pairs": timed_pairs,
+            "steps": len(batches) - 1,
             "seconds": round(seconds, 2),
-            "pairs_per_s": round(len(pairs) / seconds, 3),
+            "pairs_per_s": round(timed_pairs / seconds, 3),
         }
     return out
 
 
-def bench_trl(model_dir: str, pairs: list, system_prompt: str, dtype: str, steps: int) -> dict:
+def bench_trl(model_dir: str, pairs: list, system_prompt: str, dtype: str, batch_size: int) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer
+
+    class StepClock(TrainerCallback):
+        """Times every optimizer step after the first (warm-up)."""
+
+        def __init__(self) -> None:
+            self.started, self.seconds = None, 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step > 1:
+                self.seconds += time.perf_counter() - self.started
+
+    steps = len(pairs) // batch_size
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
@@ -80,7 +112,7 @@ def bench_trl(model_dir: str, pairs: list, system_prompt: str, dtype: str, steps
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(
             output_dir=tmp,
-            per_device_train_batch_size=4,
+            per_device_train_batch_size=batch_size,
             max_steps=steps,
             learning_rate=3e-4,
             beta=0.1,
@@ -104,50 +136,60 @@ def bench_trl(model_dir: str, pairs: list, system_prompt: str, dtype: str, steps
             train_dataset=Dataset.from_list(rows),
             processing_class=tok,
             peft_config=lora,
+            callbacks=[clock := StepClock()],
         )
-        start = time.perf_counter()
         trainer.train()
-        seconds = time.perf_counter() - start
+    timed = batch_size * (steps - 1)
     return {
-        "pairs": 4 * steps,
-        "steps": steps,
-        "seconds": round(seconds, 2),
-        "seconds_per_4_pair_step": round(seconds / steps, 2),
-        "pairs_per_s": round(4 * steps / seconds, 3),
+        "pairs": timed,
+        "steps": steps - 1,
+        "seconds": round(clock.seconds, 2),
+        "pairs_per_s": round(timed / clock.seconds, 3),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--pairs", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--trl-steps", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=16, help="timed pairs per workload (plus one warm-up batch)")
+    parser.add_argument("--batch-size", type=int, default=4, help="pairs per optimizer step, both sides")
+    parser.add_argument("--workloads", nargs="+", default=["shared", "distinct"], choices=["shared", "distinct"])
     parser.add_argument("--no-trl", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
-    policy = Policy(model=args.model, dtype=args.dtype, **LORA)
-    pairs = make_pairs(policy, args.pairs)
     report = {
         "benchmark": "dpo",
         "model": args.model or "embedded SmolLM2-135M-Instruct",
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
-        "pairs_distinct_prompts": len({p.prompt for p in pairs}),
-        "lightspiel": bench_lightspiel(policy, pairs, args.batch_size),
+        "batch_size": args.batch_size,
+        "lora": {**LORA, "lora_dropout": 0.0, "target_modules": "all-linear"},
+        "gradient_checkpointing": False,
+        "workloads": {},
     }
-    if not args.no_trl:
-        from modules.policy import resolve_model
+    for workload in args.workloads:
+        policy = Policy(model=args.model, dtype=args.dtype, **LORA)
+        pairs = make_pairs(policy, args.pairs + args.batch_size - 1, workload)[: args.pairs + args.batch_size]
+        row = {
+            "pairs_distinct_prompts": len({p.prompt for p in pairs}),
+            "mean_prompt_tokens": round(sum(len(policy.prompt_ids(p.prompt)) for p in pairs) / len(pairs), 1),
+            "lightspiel": bench_lightspiel(policy, pairs, args.batch_size),
+        }
+        if not args.no_trl:
+            from modules.policy import resolve_model
 
-        report["trl"] = bench_trl(
-            resolve_model(args.model), pairs, policy.system_message, args.dtype, args.trl_steps
-        )
-        ours = report["lightspiel"]["cached_reference"]["pairs_per_s"]
-        report["speedup_vs_trl"] = round(ours / report["trl"]["pairs_per_s"], 2)
-        report["speedup_vs_trl_cold_reference"] = round(
-            report["lightspiel"]["cold_reference"]["pairs_per_s"] / report["trl"]["pairs_per_s"], 2
-        )
+            row["trl"] = bench_trl(
+                resolve_model(args.model), pairs, policy.system_message, args.dtype, args.batch_size
+            )
+            trl = row["trl"]["pairs_per_s"]
+            row["speedup_vs_trl_cold_reference"] = round(row["lightspiel"]["cold_reference"]["pairs_per_s"] / trl, 2)
+            row["speedup_vs_trl_cached_reference"] = round(
+                row["lightspiel"]["cached_reference"]["pairs_per_s"] / trl, 2
+            )
+        report["workloads"][workload] = row
+        print(json.dumps({workload: row}), flush=True)
+        del policy
     write_json_atomic(f"bench/results/dpo_{args.dtype}.json", report)
     print(json.dumps(report, indent=2))
 
