@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402,F401  (registers the games)
-from modules.policy import Policy  # noqa: E402
+from modules.policy import Policy, resolve_dtype  # noqa: E402
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
@@ -145,7 +145,7 @@ def useful_tokens(policy: Policy, obs: list[dict], mode: str, answers) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="hub name or folder; default: embedded SmolLM2-135M")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 where the CPU has it natively, else float32")
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16, help="observations per forward pass (act_batch_size)")
     parser.add_argument("--reps", type=int, default=2)
@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
+    args.dtype = str(resolve_dtype(args.dtype)).removeprefix("torch.")
     policy = Policy(model=args.model, dtype=args.dtype, max_new_tokens=8, act_batch_size=args.batch)
     obs = positions(args.prompts)
     weights = sum(p.numel() for n, p in policy.model.named_parameters() if "embed_tokens" not in n)

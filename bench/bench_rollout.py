@@ -41,7 +41,7 @@ def run(policy, env_kwargs, games: int, num_envs: int, mode: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None, help="hub name or folder; default: embedded SmolLM2-135M")
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 where the CPU has it natively, else float32")
     parser.add_argument("--games", type=int, default=32)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--modes", nargs="+", default=["score", "constrained", "generate"])

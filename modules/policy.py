@@ -641,13 +641,41 @@ class Policy(nn.Module):
             return None
         return self._prefill([self.prompt_ids(o["prompt"]) for o in observations], values=True)[3]
 
+    def _generation_cache(self, prompts: list[list[int]]):
+        """Inputs for ``generate`` with every prompt but its last token already in the cache.
+
+        Each distinct prompt runs once (G samples of one prompt, G games from one start) after the
+        prefix all prompts share (:meth:`_rows`); its cache is then repeated for its rows, and
+        ``generate`` runs only each row's last prompt token before sampling. Returns ``(ids # [N, T],
+        attention mask # [N, T], cache)``: the full token rows (the cached columns included, as
+        ``generate`` expects) and the cache of all but their last column."""
+        index: dict[tuple[int, ...], int] = {}
+        sel = [index.setdefault(tuple(p), len(index)) for p in prompts]
+        distinct = [list(p) for p in index]
+        if min(len(p) for p in distinct) < 2:  # nothing to cache before the last token
+            ids, mask = self._left_pad(prompts)
+            return ids, mask, None
+        ids, mask, positions, cache, _ = self._rows([p[:-1] for p in distinct])
+        cache = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).cache
+        rows = torch.tensor(sel, dtype=torch.long, device=self.device)
+        if len(distinct) < len(prompts) or sel != list(range(len(prompts))):
+            cache.reorder_cache(rows)
+        shared = mask.shape[1] - ids.shape[1]  # the prefix every prompt shares
+        head = torch.tensor(distinct[0][:shared], dtype=torch.long, device=self.device)
+        last = torch.tensor([p[-1] for p in prompts], dtype=torch.long, device=self.device)[:, None]
+        full = torch.cat([head.expand(len(prompts), shared), ids[rows], last], dim=1)
+        ones = torch.ones((len(prompts), 1), dtype=mask.dtype, device=self.device)
+        return full, torch.cat([mask[rows], ones], dim=1), cache
+
     def _generate(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
-        prompts = [self.prompt_ids(o["prompt"]) for o in observations]
-        ids, mask, _, cache, _ = self._rows(prompts)
-        shared = mask.shape[1] - ids.shape[1]  # the prefix every prompt shares, already in ``cache``
-        if shared:
-            prefix = torch.tensor(prompts[0][:shared], dtype=torch.long, device=self.device)
-            ids = torch.cat([prefix.expand(len(prompts), shared), ids], dim=1)
+        ids, mask, cache = self._generation_cache([self.prompt_ids(o["prompt"]) for o in observations])
         want_values = self.value_head is not None
         out = self.model.generate(
             input_ids=ids,

@@ -224,3 +224,17 @@ def test_batched_rows_have_the_logps_values_and_gradients_of_each_row_alone(tiny
     assert shared_grads.keys() == alone_grads.keys() and any("lora_A" in k for k in shared_grads)
     for name, grad in shared_grads.items():
         assert_close(grad, alone_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_generate_with_repeated_prompts_answers_as_each_prompt_alone(tiny_policy):
+    """G samples of one prompt run the prompt once (its cache repeated for its rows): greedy answers,
+    their token log-probabilities and the values equal those of each prompt generated alone."""
+    _lora_b_nonzero(tiny_policy)
+    tiny_policy.add_value_head()
+    obs = [{"prompt": p, "legal_actions": ("1",)} for p in (PROMPT, "short", PROMPT, "short", PROMPT)]
+    together = tiny_policy.act(obs, mode="generate", greedy=True)
+    for o, a in zip(obs, together):
+        (alone,) = tiny_policy.act([o], mode="generate", greedy=True)
+        assert a.token_ids == alone.token_ids
+        assert_close(torch.tensor(a.token_logps), torch.tensor(alone.token_logps), rtol=1e-4, atol=1e-4)
+        assert a.value == pytest.approx(alone.value, abs=1e-4)
