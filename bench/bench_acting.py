@@ -45,11 +45,14 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> fl
     if time.perf_counter() - start > 0.05:  # emulated: measure at 512
         a, b, n = a[:512, :512].contiguous(), b[:512, :512].contiguous(), 512
     a @ b
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        reps += 1
-    return reps * 2 * n**3 / (time.perf_counter() - start) / 1e9
+    best = 0.0
+    for _ in range(4):  # the best of four windows: the bound is what the machine can do at its best
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 4:
+            a @ b
+            reps += 1
+        best = max(best, reps * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
 
 
 def positions(count: int) -> list[dict]:
