@@ -37,6 +37,11 @@ class OnPolicyModule(PolicyModule):
         kl_horizon: Horizon of the adaptive controller (in rows).
         loss_aggregation: ``token_mean``, ``sequence_mean`` (GRPO) or ``token_sum_constant`` (Dr. GRPO).
         max_completion_tokens: The constant of ``token_sum_constant`` (the completion budget).
+        legal_nll_coef: Weight of a self-imitation term: the mean per-token negative log-likelihood of
+            the rollout's own legal answers (rows the env read as a legal move), added to the loss.
+            The policy loss alone moves an answer only as far as its advantage says; this term keeps
+            the answers that parsed and were legal, their end-of-turn token included, likely, as RPO
+            does for DPO's chosen answers. 0 disables it.
         lr, weight_decay, warmup_steps: AdamW and warmup.
     """
 
@@ -52,6 +57,7 @@ class OnPolicyModule(PolicyModule):
         kl_horizon: float = 10000.0,
         loss_aggregation: str = "token_mean",
         max_completion_tokens: int | None = None,
+        legal_nll_coef: float = 0.0,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
@@ -70,6 +76,9 @@ class OnPolicyModule(PolicyModule):
         self.clip_eps, self.kl_estimator, self.loss_aggregation = clip_eps, kl_estimator, loss_aggregation
         self.max_completion_tokens = max_completion_tokens or policy.max_new_tokens
         self.kl = AdaptiveKLController(kl_coef, target_kl, kl_horizon)
+        if legal_nll_coef < 0:
+            raise ConfigError(f"--model.legal_nll_coef must be >= 0, got {legal_nll_coef}")
+        self.legal_nll_coef = legal_nll_coef
 
     # ------------------------------------------------------------------ advantages (per rollout)
     def assign_advantages(self, rows: list[dict]) -> dict[str, float]:  # pragma: no cover - abstract
@@ -117,6 +126,12 @@ class OnPolicyModule(PolicyModule):
             logs["train/kl"] = float(kl.detach())
             logs["train/kl_coef"] = self.kl.value
             self.kl.update(float(kl.detach()), len(batch))
+        legal = torch.tensor([bool(r.get("legal")) for r in batch], device=logps.device)
+        if self.legal_nll_coef and legal.any():
+            per_row = -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # [N] per-token NLL
+            nll = per_row[legal].mean()
+            loss = loss + self.legal_nll_coef * nll
+            logs["train/legal_nll"] = float(nll.detach())
         if self.uses_values:
             value_loss = self.value_loss(values, batch)
             loss = loss + self.vf_coef * value_loss

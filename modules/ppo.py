@@ -37,7 +37,7 @@ class PPO(OnPolicyModule):
         vf_coef: Weight of the value loss.
         value_clip: Clipping of the value update around the rollout's estimate (None: no clipping).
         normalize_advantages: Whiten each rollout's advantages (zero mean, unit std).
-        clip_eps, kl_coef, kl_estimator, target_kl, kl_horizon, loss_aggregation, lr, weight_decay,
+        clip_eps, kl_coef, kl_estimator, target_kl, kl_horizon, loss_aggregation, legal_nll_coef, lr, weight_decay,
             warmup_steps: See :class:`~modules.onpolicy.OnPolicyModule`.
     """
 
@@ -57,6 +57,7 @@ class PPO(OnPolicyModule):
         target_kl: float | None = None,
         kl_horizon: float = 10000.0,
         loss_aggregation: str = "token_mean",
+        legal_nll_coef: float = 0.0,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
@@ -69,6 +70,7 @@ class PPO(OnPolicyModule):
             target_kl=target_kl,
             kl_horizon=kl_horizon,
             loss_aggregation=loss_aggregation,
+            legal_nll_coef=legal_nll_coef,
             lr=lr,
             weight_decay=weight_decay,
             warmup_steps=warmup_steps,

@@ -253,3 +253,46 @@ def test_cooperative_grpo_config_fits_and_compares_wins(tmp_path, tiny_config):
     report = json.loads((run / "reports" / "tournament_comparison.json").read_text())
     row = report["comparison"]["generate"]["self"]
     assert report["rate"] == "win" and row["rate"] == "win" and "win_before" in row
+
+
+def test_legal_nll_term_makes_the_rollouts_legal_answers_likelier(tiny_policy):
+    """With zero advantages the policy loss is flat; the self-imitation term alone raises the
+    likelihood of the answers the env read as legal, not of the illegal ones."""
+    import torch
+
+    from modules.grpo import GRPO
+
+    policy = tiny_policy
+    prompt = "Tic-tac-toe. You are X. Legal moves: 1 2 3. Reply with one cell number."
+    texts = {"5": False, "3": True}  # answer -> legal
+    rows = [
+        {
+            "prompt": prompt,
+            "completion_ids": policy.completion_ids(text),
+            "old_logps": None,
+            "advantage": 0.0,
+            "legal": legal,
+        }
+        for text, legal in texts.items()
+    ]
+
+    def logps() -> dict[str, float]:
+        with torch.no_grad():
+            lp, mask, _ = policy.token_logps([policy.prompt_ids(prompt)] * 2, [r["completion_ids"] for r in rows])
+        return {t: float((lp[i] * mask[i]).sum()) for i, t in enumerate(texts)}
+
+    with torch.no_grad():
+        lp, mask, _ = policy.token_logps([policy.prompt_ids(prompt)] * 2, [r["completion_ids"] for r in rows])
+    for i, r in enumerate(rows):
+        r["old_logps"] = lp[i][mask[i]].tolist()
+    before = logps()
+    module = GRPO(policy, beta=0.0, lr=1e-1, legal_nll_coef=1.0)
+    module.log = module.log_dict = lambda *a, **k: None  # no Trainer attached
+    opt = module.configure_optimizers()
+    for _ in range(5):
+        opt.zero_grad()
+        module.training_step(rows, 0).backward()
+        opt.step()
+    after = logps()
+    assert after["3"] > before["3"] + 0.05, (before, after)
+    assert after["3"] - before["3"] > after["5"] - before["5"], (before, after)
