@@ -301,11 +301,13 @@ class Policy(nn.Module):
         if len(prompts) < 2:
             return 0
         shortest = min(len(p) for p in prompts) - 1
+        if shortest < _MIN_SHARED_PREFIX:
+            return 0
         first = torch.tensor(prompts[0][:shortest])
         same = torch.ones(shortest, dtype=torch.bool)
         for p in prompts[1:]:
             same &= torch.tensor(p[:shortest]) == first
-        k = int(same.long().cumprod(0).sum()) if shortest > 0 else 0
+        k = int(same.long().cumprod(0).sum())
         return k if k >= _MIN_SHARED_PREFIX else 0
 
     def _prefix_cache(self, prefix: list[int], batch: int):
@@ -321,7 +323,9 @@ class Policy(nn.Module):
 
         Rows are ``[shared prefix][left padding][rest of the prompt][tail][right padding]``: the prefix
         every prompt shares runs once (:meth:`_prefix_cache`) and every prompt ends in the same column.
-        Returns ``(ids # [B, W], mask # [B, k + W], positions # [B, W], cache or None, width)``: the ids
+        Attention-only models: a layer that carries state along the sequence (Mamba, linear attention)
+        would read the padding between prefix and rest. Returns ``(ids # [B, W], mask # [B, k + W],
+        positions # [B, W], cache or None, width)``: the ids
         after the prefix, the attention mask over prefix and ids, their position ids, the prefix's
         cache, and the column after each prompt's last token (in ``ids``)."""
         k = self._shared_prefix(prompts)
@@ -439,6 +443,10 @@ class Policy(nn.Module):
         n, length = cand.shape
         if length == 1:
             return first.masked_fill(~cmask, 0.0)
+        impl = getattr(self.model.config, "_attn_implementation", None)
+        if impl not in ("sdpa", "eager"):
+            # Attention kernels that take no arbitrary mask (flash, flex, ...): copy the cache per completion.
+            return self._continue_gathered(first, cache, pmask, sel, cand, cmask)
         steps = length - 1  # tokens fed per completion: all but the last
         units = pmask.shape[0]
         sel_list = sel.tolist()
@@ -461,12 +469,31 @@ class Policy(nn.Module):
         seen = pmask.bool()[:, None, :].expand(units, width, pmask.shape[1])
         mask = torch.cat([seen, block], dim=-1)[:, None]  # [U, 1, W, P + W]
         # Padded query columns see nothing of their own block; they still see the prompt (no empty rows).
+        if impl == "eager":  # eager attention adds the mask to the scores: it must be additive, not boolean
+            dtype = self.model.get_input_embeddings().weight.dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(dtype).min
+            )
         pos = pmask.sum(-1, keepdim=True) + (q % steps)[None]  # [U, W]
         logits = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
         ).logits  # [U, W, V]
         picked = logits[sel[:, None], cols].float()  # [N, steps, V]
         rest = picked.gather(-1, cand[:, 1:, None]).squeeze(-1) - picked.logsumexp(-1)
+        return torch.cat([first, rest], dim=1).masked_fill(~cmask, 0.0)
+
+    def _continue_gathered(self, first, cache, pmask, sel, cand, cmask) -> torch.Tensor:
+        """:meth:`_continue` for attention kernels without arbitrary masks: the prompt's cache is
+        gathered (copied) once per completion and the completions run as a batch."""
+        cache.reorder_cache(sel)
+        pmask = pmask[sel]
+        length = cand.shape[1]
+        attn = torch.cat([pmask, cmask[:, :-1].long()], dim=1)
+        pos = pmask.sum(-1, keepdim=True) + torch.arange(length - 1, device=self.device)[None]
+        logits = self.model(
+            input_ids=cand[:, :-1], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True
+        ).logits.float()  # [N, L-1, V]
+        rest = logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
         return torch.cat([first, rest], dim=1).masked_fill(~cmask, 0.0)
 
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
