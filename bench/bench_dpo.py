@@ -46,9 +46,9 @@ def make_pairs(policy: Policy, n: int, workload: str) -> list:
         for pair in pairs:
             first.setdefault(pair.prompt, pair)
         pairs = list(first.values())
-    if len(pairs) < n + 1:
+    if len(pairs) < n:
         raise SystemExit(f"only {len(pairs)} {workload} pairs; ask for fewer (--pairs)")
-    return pairs[: n + 1]  # one batch more than timed: the warm-up step
+    return pairs[:n]
 
 
 def bench_lightspiel(policy: Policy, pairs: list, batch_size: int) -> dict:
@@ -170,7 +170,7 @@ def main() -> None:
     }
     for workload in args.workloads:
         policy = Policy(model=args.model, dtype=args.dtype, **LORA)
-        pairs = make_pairs(policy, args.pairs + args.batch_size - 1, workload)[: args.pairs + args.batch_size]
+        pairs = make_pairs(policy, args.pairs + args.batch_size, workload)  # one warm-up batch more than timed
         row = {
             "pairs_distinct_prompts": len({p.prompt for p in pairs}),
             "mean_prompt_tokens": round(sum(len(policy.prompt_ids(p.prompt)) for p in pairs) / len(pairs), 1),

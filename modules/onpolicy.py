@@ -127,7 +127,7 @@ class OnPolicyModule(PolicyModule):
             logs["train/kl_coef"] = self.kl.value
             self.kl.update(float(kl.detach()), len(batch))
         legal = torch.tensor([bool(r.get("legal")) for r in batch], device=logps.device)
-        if self.legal_nll_coef and legal.any():
+        if self.legal_nll_coef and bool(legal.any()):
             per_row = -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # [N] per-token NLL
             nll = per_row[legal].mean()
             loss = loss + self.legal_nll_coef * nll

@@ -682,24 +682,19 @@ class Policy(nn.Module):
         if min(len(p) for p in distinct) < 2:  # nothing to cache before the last token
             ids, mask = self._left_pad(prompts)
             return ids, mask, None
-        ids, mask, positions, cache, _ = self._rows([p[:-1] for p in distinct])
-        cache = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).cache
+        _, cache, mask = self._prefill([p[:-1] for p in distinct])
         rows = torch.tensor(sel, dtype=torch.long, device=self.device)
-        if len(distinct) < len(prompts) or sel != list(range(len(prompts))):
+        if sel != list(range(len(prompts))):
             cache.reorder_cache(rows)
-        shared = mask.shape[1] - ids.shape[1]  # the prefix every prompt shares
-        head = torch.tensor(distinct[0][:shared], dtype=torch.long, device=self.device)
+        mask = mask[rows]
+        # The full rows: each row's real tokens fill its unmasked columns in order (prefix, then rest).
+        full = torch.full(mask.shape, self.pad_id, dtype=torch.long, device=self.device)
+        full[mask.bool()] = torch.tensor(
+            [t for p in prompts for t in p[:-1]], dtype=torch.long, device=self.device
+        )
         last = torch.tensor([p[-1] for p in prompts], dtype=torch.long, device=self.device)[:, None]
-        full = torch.cat([head.expand(len(prompts), shared), ids[rows], last], dim=1)
         ones = torch.ones((len(prompts), 1), dtype=mask.dtype, device=self.device)
-        return full, torch.cat([mask[rows], ones], dim=1), cache
+        return torch.cat([full, last], dim=1), torch.cat([mask, ones], dim=1), cache
 
     def _generate(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
         ids, mask, cache = self._generation_cache([self.prompt_ids(o["prompt"]) for o in observations])
