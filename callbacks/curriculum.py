@@ -11,7 +11,9 @@ Outcomes are those of the learner's seat: ``returns[seat]`` for ``win_rate`` (> 
 ``non_loss_rate`` (>= 0), ``returns[seat] - penalties[seat]`` for ``mean_score``. Self-play games
 (``learner_seat == -1``) have no learner outcome (one seat's win is the other's loss) and are
 skipped, as are truncated games and games of another env or opponent; a stage therefore cannot use
-``opponent="self"``.
+``opponent="self"``. Games started from a replayed state (failure replay: ``start_history``) are
+skipped too: they are the stage's hardest spots by choice, not a sample of its games, and would hold
+a stage back for the replay's share (``FailureReplay`` reports their win rate).
 """
 
 from __future__ import annotations
@@ -158,8 +160,13 @@ class Stage:
 
     def outcome(self, episode: Episode) -> float | None:
         """This stage's metric value for one game (1/0 for the rates), or ``None`` when the game does
-        not count: another env or opponent, self-play, or truncated."""
-        if episode.env_id != self.env or episode.truncated or episode.learner_seat < 0:
+        not count: another env or opponent, self-play, truncated, or started from a replayed state."""
+        if (
+            episode.env_id != self.env
+            or episode.truncated
+            or episode.learner_seat < 0
+            or episode.start_history
+        ):
             return None
         if not episode.players and episode.opponent != self.opponent:
             return None

@@ -10,7 +10,16 @@ mode; in self-play both seats are training data); finished games are appended to
 ``reward`` is the turn's own reward (illegal-answer penalties where they fire, and any return change
 during the turn), with the rest of the seat's final return added at its last turn, so a seat's rewards
 add up to its return minus its penalties. ``outcome`` is that sum, repeated on every turn (what GRPO
-compares). The module (:class:`~datamodules.protocols.AdvantageEstimator`) then fills ``advantage``
+compares).
+
+``oracle_reward`` > 0 adds a judgement of every legal learner move, ``move_reward``: minus the move's
+regret (the best legal move's value minus this move's value, as a share of the game's utility range,
+times ``oracle_reward``), with values from an oracle (:mod:`envs.oracles`: exact minimax where the
+game is solvable, MCTS otherwise). A move that keeps the best value available costs nothing; a blunder
+that turns a won game into a lost one costs ``oracle_reward``. PPO adds it to the turn's ``reward``
+(GAE then credits the turn itself, not the whole game); GRPO adds it to the turn's own advantage, as it
+does an illegal answer's penalty. ``outcome`` stays the game's. A game's result against a random
+opponent says little about single moves (a blunder often goes unpunished); the oracle judges each. The module (:class:`~datamodules.protocols.AdvantageEstimator`) then fills ``advantage``
 once per rollout; batches never split a group (``grouping``) and are visited ``ppo_epochs`` times.
 
 A resumed run (``--ckpt_path last``) finds the episodes of the epoch it stopped in and plays only
@@ -25,10 +34,12 @@ from pathlib import Path
 
 import gymnasium
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
 from datamodules.distributed import barrier, gather_episodes, rank_and_world
+from datamodules.pairs import ORACLES, _OracleValues
 from datamodules.protocols import AdvantageEstimator, require
 from datamodules.records import Episode, read_complete_episodes
 from datamodules.rollout import RolloutEngine, make_env, outcome_metrics
@@ -45,18 +56,20 @@ def _collate(batch: list[dict]) -> list[dict]:
     return batch
 
 
-def episode_rows(episode: Episode, group: str) -> list[dict]:
-    """The learner turns of one finished game as training rows (see the module docstring)."""
+def episode_rows(episode: Episode, group: str, move_rewards: list[float] | None = None) -> list[dict]:
+    """The learner turns of one finished game as training rows (see the module docstring);
+    ``move_rewards`` (one per turn of ``episode.turns``, 0 for turns not judged) are the oracle's."""
     by_seat: dict[int, list] = {}
-    for turn in episode.turns:
+    for index, turn in enumerate(episode.turns):
         if turn.learner:
-            by_seat.setdefault(turn.seat, []).append(turn)
+            by_seat.setdefault(turn.seat, []).append((turn, move_rewards[index] if move_rewards else 0.0))
     rows = []
-    for seat, turns in sorted(by_seat.items()):
+    for seat, judged in sorted(by_seat.items()):
+        turns = [t for t, _ in judged]
         outcome = float(episode.returns[seat] - episode.penalties[seat])
         rewards = [float(t.reward) for t in turns]
         rewards[-1] += outcome - sum(rewards)  # the rest of the seat's return lands on its last turn
-        for k, (turn, reward) in enumerate(zip(turns, rewards)):
+        for k, ((turn, move_reward), reward) in enumerate(zip(judged, rewards)):
             rows.append(
                 {
                     "prompt": turn.prompt,
@@ -64,7 +77,8 @@ def episode_rows(episode: Episode, group: str) -> list[dict]:
                     "completion_ids": turn.completion_ids,
                     "old_logps": turn.token_logps,
                     "value": turn.value,
-                    "reward": reward,
+                    "reward": reward + move_reward,
+                    "move_reward": move_reward,
                     "outcome": outcome,
                     "episode_id": episode.episode_id,
                     "seat": seat,
@@ -77,6 +91,64 @@ def episode_rows(episode: Episode, group: str) -> list[dict]:
                 }
             )
     return rows
+
+
+def judge_moves(
+    episodes: list[Episode], coef: float, values_of
+) -> tuple[list[list[float]], dict[str, float]]:
+    """The oracle's ``move_reward`` of every turn of ``episodes`` (see the module docstring), and the
+    rollout's move quality: ``optimal_move_share`` (legal learner moves that keep the best value) and
+    ``move_regret`` (their mean regret as a share of the utility range).
+
+    ``values_of(game, state, seat) -> ({action: value}, oracle_used)`` is
+    :class:`datamodules.pairs._OracleValues`. Illegal answers (the move played was not the learner's)
+    and other players' turns get 0."""
+    from envs import load_game, state_from_history
+
+    out, regrets = [], []
+    for episode in episodes:
+        game = load_game(episode.game)
+        span = float(game.max_utility() - game.min_utility()) or 1.0
+        judged = []
+        for turn in episode.turns:
+            if not (turn.learner and turn.legal and turn.action is not None):
+                judged.append(0.0)
+                continue
+            state = state_from_history(episode.game, turn.history)
+            values, _ = values_of(episode.game, state, turn.seat)
+            regret = (max(values.values()) - values[int(turn.action)]) / span
+            regrets.append(regret)
+            judged.append(-coef * regret)
+        out.append(judged)
+    stats = (
+        {
+            "optimal_move_share": sum(r <= 1e-9 for r in regrets) / len(regrets),
+            "move_regret": sum(regrets) / len(regrets),
+        }
+        if regrets
+        else {}
+    )
+    return out, stats
+
+
+def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> None:
+    """One line naming ``option`` when ``oracle`` cannot value the moves of ``env``'s game."""
+    from envs.oracles import SearchTooLargeError, check_mcts_game, check_minimax_game
+
+    game = make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", _default_opponent(env))})
+    try:
+        spiel_game = getattr(game.unwrapped, "game", None)
+    finally:
+        game.close()
+    if not hasattr(spiel_game, "get_type"):
+        raise ConfigError(f"{option} needs an OpenSpiel game to search; {env} is not one")
+    try:
+        if oracle == "minimax":
+            check_minimax_game(spiel_game)
+        else:
+            check_mcts_game(spiel_game)
+    except (SearchTooLargeError, ValueError) as err:
+        raise ConfigError(f"{option} needs a game the oracle can search ({oracle}); {env}: {err}") from None
 
 
 def _default_opponent(env: str) -> str:
@@ -104,6 +176,11 @@ class OnPolicyDataModule(L.LightningDataModule):
         grouping: GRPO groups: ``game`` (the seats of one game), ``start`` (``group_size`` games from
             one seed: same chance and opening, only the policy's samples differ), ``none``.
         group_size: Games per start with ``grouping: start``.
+        oracle_reward: Weight of the oracle's judgement of each legal learner move (see the module
+            docstring); 0 disables it.
+        oracle: The oracle for ``oracle_reward``: ``minimax`` (exact), ``mcts`` or ``auto`` (exact
+            where the game is solvable, MCTS otherwise).
+        mcts_simulations: Simulations per state when the oracle is MCTS.
         ppo_epochs: Passes over each rollout's rows (PPO's inner epochs).
         batch_size: Rows per optimizer step (about: a group is never split).
         seed: Seeds the games and the sampling.
@@ -121,6 +198,9 @@ class OnPolicyDataModule(L.LightningDataModule):
         temperature: float | None = None,
         grouping: str = "none",
         group_size: int = 4,
+        oracle_reward: float = 0.0,
+        oracle: str = "auto",
+        mcts_simulations: int = 100,
         ppo_epochs: int = 1,
         batch_size: int = 16,
         seed: int = 0,
@@ -131,12 +211,14 @@ class OnPolicyDataModule(L.LightningDataModule):
 
         check_mode(mode, "--data.mode")
         check_choice(grouping, GROUPINGS, "--data.grouping")
+        check_choice(oracle, ORACLES, "--data.oracle")
         for opponent in opponents or []:
             check_choice(opponent, OPPONENTS, "--data.opponents")
         for name, value in (
             ("num_episodes", num_episodes),
             ("num_envs", num_envs),
             ("group_size", group_size),
+            ("mcts_simulations", mcts_simulations),
             ("ppo_epochs", ppo_epochs),
             ("batch_size", batch_size),
         ):
@@ -149,7 +231,15 @@ class OnPolicyDataModule(L.LightningDataModule):
             )
         if temperature is not None and temperature <= 0:
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
+        if (
+            isinstance(oracle_reward, bool)
+            or not isinstance(oracle_reward, (int, float))
+            or oracle_reward < 0
+        ):
+            raise ConfigError(f"--data.oracle_reward must be a number >= 0, got {oracle_reward!r}")
         make_env(env, {**(env_kwargs or {}), "opponent": (opponents or [_default_opponent(env)])[0]}).close()
+        if oracle_reward:
+            check_oracle_game(env, dict(env_kwargs or {}), oracle, "--data.oracle_reward")
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self._base_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "opponent"}
         self.opponents = list(opponents or [])
@@ -160,6 +250,11 @@ class OnPolicyDataModule(L.LightningDataModule):
             temperature,
         )
         self.grouping, self.group_size, self.ppo_epochs = grouping, group_size, ppo_epochs
+        self.oracle_reward, self.oracle, self.mcts_simulations = (
+            float(oracle_reward),
+            oracle,
+            mcts_simulations,
+        )
         self.batch_size, self.seed, self._run_dir = batch_size, seed, run_dir
         self.iteration = 0
         self.last_episodes: list[Episode] = []
@@ -178,6 +273,8 @@ class OnPolicyDataModule(L.LightningDataModule):
         over the datamodule's own ``env_kwargs`` (so illegal-answer rules set for the run stay)."""
         merged = {**self._base_kwargs, **env_kwargs}  # the run's illegal-answer rules stay
         make_env(env, {**merged, "opponent": merged.get("opponent", _default_opponent(env))}).close()
+        if self.oracle_reward:
+            check_oracle_game(env, merged, self.oracle, f"--data.oracle_reward (curriculum stage {env})")
         self.env, self.env_kwargs = env, merged
         self.opponents = []
 
@@ -275,10 +372,18 @@ class OnPolicyDataModule(L.LightningDataModule):
         """Play (or reload) this epoch's games and turn them into rows with advantages."""
         self.last_episodes = self.episodes(policy)
         plan = self._plan()
+        judged: list[list[float] | None] = [None] * len(self.last_episodes)
+        if self.oracle_reward:
+            # Its own generator per epoch: MCTS values (and so the rows) are the same after a resume.
+            values_of = _OracleValues(
+                self.oracle, self.mcts_simulations, np.random.default_rng([self.seed, self.iteration])
+            )
+            judged, quality = judge_moves(self.last_episodes, self.oracle_reward, values_of)
+            self.rollout_metrics.update(quality)
         rows = []
         for k, episode in enumerate(self.last_episodes):
             group = {"game": episode.episode_id, "start": plan[k]["group"], "none": "all"}[self.grouping]
-            rows += episode_rows(episode, group)
+            rows += episode_rows(episode, group, judged[k])
         if not rows:
             raise ConfigError(
                 f"epoch {self.iteration}: {len(self.last_episodes)} games gave no learner turns to train on"

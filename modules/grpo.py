@@ -5,7 +5,9 @@ outcome (game return minus illegal-answer penalties). Trajectories are compared 
 datamodule's ``grouping``: the seats of one game, or several games from one start), or against a
 role-conditioned baseline (RAE, SPIRAL arXiv 2506.24119: a moving average of the outcome per game and
 seat). Every turn of a trajectory gets its advantage; a turn whose answer was illegal also gets its
-own penalty added, so within one game an illegal answer is worse than a legal one.
+own penalty added, so within one game an illegal answer is worse than a legal one, and a turn the
+datamodule's oracle judged (``--data.oracle_reward``) gets its ``move_reward`` added (minus the move's
+regret), so a blunder in a won game is still a blunder.
 
 Advantage estimators (``advantage``):
 
@@ -104,7 +106,7 @@ class GRPO(OnPolicyModule):
             zero_share = self._zero_share(outcomes, groups)
         by_key = dict(zip(keys, adv.tolist()))
         for r in rows:
-            own = r["step_reward"] if not r["legal"] else 0.0
+            own = (r["step_reward"] if not r["legal"] else 0.0) + r.get("move_reward", 0.0)
             r["advantage"] = by_key[(r["episode_id"], r["seat"])] + own
         if zero_share > 0.9 and not self._warned_zero:
             self._warned_zero = True
@@ -113,10 +115,9 @@ class GRPO(OnPolicyModule):
                 "nothing is learned from them; a shared reward grouped by game (a cooperative game with "
                 "--data.grouping game) does this: use grouping 'start' or --model.advantage rae"
             )
-        if self.trainer is not None and self.trainer.logger is not None:
-            self.trainer.logger.log_metrics(
-                {"train/zero_advantage_share": zero_share}, step=self.trainer.global_step
-            )
+        trainer = self._trainer  # None when the module is used outside a Trainer
+        if trainer is not None and trainer.logger is not None:
+            trainer.logger.log_metrics({"train/zero_advantage_share": zero_share}, step=trainer.global_step)
         return {"zero_share": zero_share, "outcome_mean": float(outcomes.mean())}
 
     @staticmethod

@@ -125,6 +125,7 @@ def test_only_the_current_stages_finished_learner_games_count_and_a_batch_counts
         game(1, opponent="mcts"),
         game(1, seat=-1),  # self-play: no learner outcome
         game(1, truncated=True),
+        game(-1, start=[4, 0]),  # a replayed failure: the stage's hardest spot, not one of its games
     ]
     assert s.record(others) == 0 and s.value() is None
     batch = [game(1), game(-1, seat=1)]

@@ -109,7 +109,9 @@ def test_rows_carry_each_seats_return_minus_penalties():
     """Seat 0 answers illegally once (penalty 1) and wins (+1); seat 1 loses (-1)."""
 
     def turn(seat, reward, legal=True):
-        return Turn(seat, "p", ["1"], "x", 0, "1", legal, legal, "ok" if legal else "illegal", None, [], reward)
+        return Turn(
+            seat, "p", ["1"], "x", 0, "1", legal, legal, "ok" if legal else "illegal", None, [], reward
+        )
 
     ep = Episode(
         "e", "tic_tac_toe", ENV, 0, "self", -1,
@@ -123,6 +125,46 @@ def test_rows_carry_each_seats_return_minus_penalties():
     assert [r["reward"] for r in by_seat[1]] == [0.0, -1.0]
     assert {r["outcome"] for r in by_seat[0]} == {0.0} and {r["outcome"] for r in by_seat[1]} == {-1.0}
     assert [r["last"] for r in by_seat[1]] == [False, True]
+
+
+def test_the_oracle_judges_each_move_by_its_regret(tiny_policy):
+    """X (seat 0) holds cells 0 and 1, O holds 3 and 4, X to move. Cell 2 wins (value +1, the best);
+    cell 8 lets O complete 3-4-5 (value -1): regret (1 - (-1)) / utility range 2 = 1, so with weight
+    0.5 its move reward is -0.5. An illegal answer (the env's random move) is not judged."""
+    from datamodules.onpolicy import judge_moves
+    from datamodules.pairs import _OracleValues
+    from modules.grpo import GRPO
+
+    def turn(seat, action, legal=True, history=(0, 3, 1, 4)):
+        outcome = "ok" if legal else "illegal"
+        return Turn(seat, "p", ["3"], str(action + 1), action, str(action + 1), True, legal, outcome, None,
+                    list(history), 0.0 if legal else -1.0)  # fmt: skip
+
+    values_of = _OracleValues("minimax", 10, None)
+    won = Episode(
+        "w", "tic_tac_toe", ENV, 0, "random", 0, [turn(0, 2)], returns=[1.0, -1.0], penalties=[0.0, 0.0]
+    )
+    blunder = Episode("b", "tic_tac_toe", ENV, 0, "random", 0, [turn(0, 8), turn(0, 2, legal=False)],
+                      returns=[-1.0, 1.0], penalties=[1.0, 0.0])  # fmt: skip
+    judged, quality = judge_moves([won, blunder], 0.5, values_of)
+    assert judged == [[0.0], [-0.5, 0.0]]
+    assert quality == {"optimal_move_share": 0.5, "move_regret": 0.5}
+    rows = episode_rows(blunder, "g", judged[1])
+    # PPO's per-turn reward: the game's (the penalty, the rest of the return at the end) plus the oracle's.
+    assert [r["reward"] for r in rows] == [-0.5, -2.0]  # the loss, -1, and the penalty, -1, at the end
+    assert [r["move_reward"] for r in rows] == [-0.5, 0.0] and {r["outcome"] for r in rows} == {-2.0}
+    # GRPO: the oracle's judgement lands on the turn itself, beside its trajectory's advantage (the
+    # illegal turn gets its penalty, -1, instead): the two turns' advantages differ by -0.5 - (-1).
+    for r in rows:
+        r["old_logps"], r["completion_ids"] = [0.0], [1]
+    rows += [
+        {**r, "episode_id": "w", "outcome": 1.0, "move_reward": 0.0}
+        for r in episode_rows(won, "g", judged[0])
+    ]
+    rows[-1]["old_logps"], rows[-1]["completion_ids"] = [0.0], [1]
+    GRPO(tiny_policy, advantage="group").assign_advantages(rows)
+    assert rows[0]["advantage"] - rows[1]["advantage"] == pytest.approx(0.5)
+    assert rows[2]["advantage"] > rows[0]["advantage"]
 
 
 def test_a_group_never_straddles_two_batches():
@@ -147,6 +189,9 @@ def test_a_group_never_straddles_two_batches():
         ({"ppo_epochs": 0}, "--data.ppo_epochs"),
         ({"grouping": "start", "group_size": 1}, "--data.group_size must be >= 2 with grouping: start"),
         ({"env": "lightspiel/TicTacToo-v0"}, "did you mean 'lightspiel/TicTacToe-v0'"),
+        ({"oracle_reward": -1.0}, "--data.oracle_reward must be a number >= 0"),
+        ({"oracle_reward": 1.0, "oracle": "minmax"}, "did you mean 'minimax'"),
+        ({"oracle_reward": 1.0, "env": "lightspiel/Math-v0"}, "--data.oracle_reward needs an OpenSpiel game"),
     ],
 )
 def test_bad_onpolicy_options_are_named(kwargs, option):
@@ -181,7 +226,9 @@ def test_ppo_fit_trains_adapter_and_value_head_only(tmp_path, tiny_config, tiny_
     episodes = [json.loads(x) for x in (run / "iter_000" / "episodes.jsonl").read_text().splitlines()]
     learner_turns = [t for e in episodes for t in e["turns"] if t["learner"]]
     assert len(episodes) == 4 and learner_turns
-    assert all(t["completion_ids"] and len(t["token_logps"]) == len(t["completion_ids"]) for t in learner_turns)
+    assert all(
+        t["completion_ids"] and len(t["token_logps"]) == len(t["completion_ids"]) for t in learner_turns
+    )
     assert all(t["value"] is not None for t in learner_turns)
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -222,7 +269,12 @@ def test_ppo_with_curriculum_and_replay_resumes_with_their_state(tmp_path, tiny_
     cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2", "--ckpt_path=last"])
     second = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     resumed = next(v for k, v in second["callbacks"].items() if k.startswith("Curriculum"))
-    assert len(resumed["window"]) == 8  # the saved window went on, it did not restart
+    # The saved window went on, it did not restart; games started from a replayed failure do not count.
+    fresh = [
+        e for e in map(json.loads, (run / "iter_001" / "episodes.jsonl").open()) if not e["start_history"]
+    ]
+    assert len(fresh) < 4 and resumed["window"][:4] == curriculum["window"]
+    assert sorted(resumed["window"][4:]) == sorted(float(e["returns"][e["learner_seat"]] > 0) for e in fresh)
     assert (run / "iter_001" / "episodes.jsonl").exists() and second["epoch"] == 1
 
 
@@ -240,8 +292,8 @@ def test_grpo_role_baselines_survive_a_resume(tmp_path, tiny_config):
 
 
 def test_cooperative_grpo_config_fits_and_compares_wins(tmp_path, tiny_config):
-    """The shipped cooperative config, shrunk: G games per start, both seats trained, and the
-    tournament compares the win (shared reward earned), since nobody can lose this game."""
+    """The shipped cooperative config, shrunk: G games per start, both seats trained in self-play, one
+    with the fixed partner, and the tournament compares the win (shared reward earned), since nobody can lose this game."""
     cfg, run = _fit_config(tmp_path, tiny_config, "cooperative_grpo_selfplay.yaml", num_episodes=3)
     cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1"])
     assert (run / "checkpoints" / "last.ckpt").exists()
@@ -249,7 +301,13 @@ def test_cooperative_grpo_config_fits_and_compares_wins(tmp_path, tiny_config):
     episodes = [json.loads(x) for x in (run / "iter_000" / "episodes.jsonl").read_text().splitlines()]
     assert len(episodes) == 3 * 2  # 3 starts x group_size 2 (the tiny size)
     assert len({e["seed"] for e in episodes}) == 3
-    assert all({t["seat"] for t in e["turns"] if t["learner"]} == {0, 1} for e in episodes)
+    # Starts alternate between self-play (both seats trained) and the fixed partner (one seat trained).
+    for e in episodes:
+        seats = {t["seat"] for t in e["turns"] if t["learner"]}
+        assert (
+            seats == {0, 1} if e["opponent"] == "self" else (e["opponent"] == "heuristic" and len(seats) == 1)
+        )
+    assert {e["opponent"] for e in episodes} == {"self", "heuristic"}
     report = json.loads((run / "reports" / "tournament_comparison.json").read_text())
     row = report["comparison"]["generate"]["self"]
     assert report["rate"] == "win" and row["rate"] == "win" and "win_before" in row
@@ -278,7 +336,9 @@ def test_legal_nll_term_makes_the_rollouts_legal_answers_likelier(tiny_policy):
 
     def logps() -> dict[str, float]:
         with torch.no_grad():
-            lp, mask, _ = policy.token_logps([policy.prompt_ids(prompt)] * 2, [r["completion_ids"] for r in rows])
+            lp, mask, _ = policy.token_logps(
+                [policy.prompt_ids(prompt)] * 2, [r["completion_ids"] for r in rows]
+            )
         return {t: float((lp[i] * mask[i]).sum()) for i, t in enumerate(texts)}
 
     with torch.no_grad():
