@@ -158,6 +158,21 @@ def test_tournament_always_evaluates_after_the_last_epoch(tmp_path, tiny_config)
     assert [h["label"] for h in history] == ["start", "epoch001"]
 
 
+def test_a_run_stopped_by_its_time_budget_still_ends_with_an_evaluation(tmp_path, tiny_config):
+    """``--trainer.max_time`` stops the run long before ``max_epochs``: the epoch it stopped in is
+    still evaluated, so the run still has its before/after comparison."""
+    cfg, run = tiny_config(tmp_path)
+    config = yaml.safe_load(cfg.read_text())
+    (tour,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("TournamentCallback")]
+    tour["init_args"]["every_n_epochs"] = 50
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=50", "--trainer.max_time=00:00:00:01"])
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
+    history = json.loads((run / "reports" / "tournament_history.json").read_text())
+    assert last < 49 and [h["label"] for h in history] == ["start", f"epoch{last:03d}"]
+    assert (run / "reports" / "tournament_comparison.json").exists()
+
+
 def test_two_tournaments_sit_in_one_trainer_with_their_own_state_and_reports(tmp_path, tiny_config):
     """Two stateful tournaments (another game each) keep separate checkpoint state, metrics and files."""
     cfg, run = tiny_config(tmp_path)
