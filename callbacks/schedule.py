@@ -31,7 +31,8 @@ class EvaluationSchedule(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         self._epoch_trained = epoch
-        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        # max_epochs is -1 when only max_time or max_steps bounds the run: no epoch is known to be last.
+        last = (trainer.max_epochs or 0) > 0 and epoch + 1 >= trainer.max_epochs
         if (epoch + 1) % self.every_n_epochs == 0 or last or trainer.should_stop:
             self._evaluate_epoch(trainer, pl_module, epoch)
 

@@ -9,7 +9,7 @@ mode; in self-play both seats are training data); finished games are appended to
 
 ``reward`` is the turn's own reward (illegal-answer penalties where they fire, and any return change
 during the turn), with the rest of the seat's final return added at its last turn, so a seat's rewards
-add up to its return minus its penalties. ``outcome`` is that sum, repeated on every turn (what GRPO
+add up to its return minus its penalties (plus its ``move_reward`` terms when the oracle judges). ``outcome`` is that sum, repeated on every turn (what GRPO
 compares).
 
 ``oracle_reward`` > 0 adds a judgement of every legal learner move, ``move_reward``: minus the move's
@@ -17,9 +17,11 @@ regret (the best legal move's value minus this move's value, as a share of the g
 times ``oracle_reward``), with values from an oracle (:mod:`envs.oracles`: exact minimax where the
 game is solvable, MCTS otherwise). A move that keeps the best value available costs nothing; a blunder
 that turns a won game into a lost one costs ``oracle_reward``. PPO adds it to the turn's ``reward``
-(GAE then credits the turn itself, not the whole game); GRPO adds it to the turn's own advantage, as it
+(GAE then credits mostly the turn itself, not the whole game); GRPO adds it to the turn's own advantage, as it
 does an illegal answer's penalty. ``outcome`` stays the game's. A game's result against a random
-opponent says little about single moves (a blunder often goes unpunished); the oracle judges each. The module (:class:`~datamodules.protocols.AdvantageEstimator`) then fills ``advantage``
+opponent says little about single moves (a blunder often goes unpunished); the oracle judges each.
+Only zero-sum games of perfect information are accepted: on hidden information MCTS searches as if
+every seat saw the hidden state (in Kuhn poker every bluff would look like a blunder). The module (:class:`~datamodules.protocols.AdvantageEstimator`) then fills ``advantage``
 once per rollout; batches never split a group (``grouping``) and are visited ``ppo_epochs`` times.
 
 A resumed run (``--ckpt_path last``) finds the episodes of the epoch it stopped in and plays only
@@ -29,6 +31,7 @@ same policy weights give the same games.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -106,6 +109,7 @@ def judge_moves(
     from envs import load_game, state_from_history
 
     out, regrets = [], []
+    seen: dict[tuple, dict[int, float]] = {}  # one search per position: the same move, the same judgement
     for episode in episodes:
         game = load_game(episode.game)
         span = float(game.max_utility() - game.min_utility()) or 1.0
@@ -114,8 +118,12 @@ def judge_moves(
             if not (turn.learner and turn.legal and turn.action is not None):
                 judged.append(0.0)
                 continue
-            state = state_from_history(episode.game, turn.history)
-            values, _ = values_of(episode.game, state, turn.seat)
+            key = (episode.game, tuple(turn.history), turn.seat)
+            if key not in seen:
+                seen[key] = values_of(
+                    episode.game, state_from_history(episode.game, turn.history), turn.seat
+                )[0]
+            values = seen[key]
             regret = (max(values.values()) - values[int(turn.action)]) / span
             regrets.append(regret)
             judged.append(-coef * regret)
@@ -131,8 +139,32 @@ def judge_moves(
     return out, stats
 
 
+def decide_exact(values_of, game: str) -> None:
+    """Decide once per game whether ``auto`` searches it exactly: by solving its initial position.
+
+    Otherwise exact search would be tried at every position until one ran out of budget, and which
+    positions were solved exactly would depend on what the process had cached (a resumed run starts
+    with an empty cache): a game too large from its start is searched by MCTS everywhere."""
+    from envs import load_game
+    from envs.oracles import SearchTooLargeError, action_values
+
+    if values_of.oracle != "auto" or game in values_of.too_large or game in values_of.exact:
+        return
+    state = load_game(game).new_initial_state()
+    if state.is_chance_node() or state.is_terminal():
+        return
+    try:
+        action_values(state, state.current_player())
+        values_of.exact.add(game)
+    except SearchTooLargeError:
+        values_of.too_large.add(game)
+
+
 def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> None:
     """One line naming ``option`` when ``oracle`` cannot value the moves of ``env``'s game."""
+    import pyspiel
+
+    from envs.games.base import perfect_information
     from envs.oracles import SearchTooLargeError, check_mcts_game, check_minimax_game
 
     game = make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", _default_opponent(env))})
@@ -142,6 +174,16 @@ def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> N
         game.close()
     if not hasattr(spiel_game, "get_type"):
         raise ConfigError(f"{option} needs an OpenSpiel game to search; {env} is not one")
+    if (
+        not perfect_information(spiel_game)
+        or spiel_game.get_type().utility != pyspiel.GameType.Utility.ZERO_SUM
+    ):
+        # MCTS on determinizations searches as if every seat saw the hidden state: in Kuhn poker it
+        # would punish every bluff, in a signaling game every message would look perfect.
+        raise ConfigError(
+            f"{option} needs a zero-sum game of perfect information (the oracle's values assume every seat "
+            f"sees the whole state and one seat's gain is the other's loss); {env} is not one"
+        )
     try:
         if oracle == "minimax":
             check_minimax_game(spiel_game)
@@ -234,9 +276,10 @@ class OnPolicyDataModule(L.LightningDataModule):
         if (
             isinstance(oracle_reward, bool)
             or not isinstance(oracle_reward, (int, float))
+            or not math.isfinite(oracle_reward)
             or oracle_reward < 0
         ):
-            raise ConfigError(f"--data.oracle_reward must be a number >= 0, got {oracle_reward!r}")
+            raise ConfigError(f"--data.oracle_reward must be a finite number >= 0, got {oracle_reward!r}")
         make_env(env, {**(env_kwargs or {}), "opponent": (opponents or [_default_opponent(env)])[0]}).close()
         if oracle_reward:
             check_oracle_game(env, dict(env_kwargs or {}), oracle, "--data.oracle_reward")
@@ -261,6 +304,7 @@ class OnPolicyDataModule(L.LightningDataModule):
         self.rows: list[dict] = []
         self.rollout_metrics: dict[str, float] = {}
         self._starts: list[dict] = []
+        self._oracle: _OracleValues | None = None
         self._built: int | None = None
         self._resumed_after: int | None = None
 
@@ -374,11 +418,14 @@ class OnPolicyDataModule(L.LightningDataModule):
         plan = self._plan()
         judged: list[list[float] | None] = [None] * len(self.last_episodes)
         if self.oracle_reward:
-            # Its own generator per epoch: MCTS values (and so the rows) are the same after a resume.
-            values_of = _OracleValues(
-                self.oracle, self.mcts_simulations, np.random.default_rng([self.seed, self.iteration])
-            )
-            judged, quality = judge_moves(self.last_episodes, self.oracle_reward, values_of)
+            # One oracle for the run (it remembers which games exact search could not solve, so that is
+            # tried once), with its own generator per epoch: MCTS values are the same after a resume.
+            if self._oracle is None:
+                self._oracle = _OracleValues(self.oracle, self.mcts_simulations, None)
+            self._oracle.rng = np.random.default_rng([abs(self.seed), self.iteration])
+            for game in sorted({e.game for e in self.last_episodes}):
+                decide_exact(self._oracle, game)
+            judged, quality = judge_moves(self.last_episodes, self.oracle_reward, self._oracle)
             self.rollout_metrics.update(quality)
         rows = []
         for k, episode in enumerate(self.last_episodes):

@@ -189,6 +189,7 @@ class _OracleValues:
     def __init__(self, oracle: str, simulations: int, rng: np.random.Generator) -> None:
         self.oracle, self.simulations, self.rng = oracle, simulations, rng
         self.too_large: set[str] = set()  # games found too large (or imperfect) for exact search
+        self.exact: set[str] = set()  # games solved exactly from their initial position
 
     def __call__(self, game: str, state, seat: int) -> tuple[dict[int, float], str]:
         from envs import SearchTooLargeError, action_values, mcts_action_values

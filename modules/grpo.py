@@ -112,7 +112,7 @@ class GRPO(OnPolicyModule):
             self._warned_zero = True
             rank_zero_warn(
                 f"GRPO: {zero_share:.0%} of the groups have all-equal rewards, so their advantages are 0 and "
-                "nothing is learned from them; a shared reward grouped by game (a cooperative game with "
+                "nothing is learned from them but per-turn terms (penalties, the oracle's move reward); a shared reward grouped by game (a cooperative game with "
                 "--data.grouping game) does this: use grouping 'start' or --model.advantage rae"
             )
         trainer = self._trainer  # None when the module is used outside a Trainer

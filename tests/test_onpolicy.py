@@ -189,9 +189,19 @@ def test_a_group_never_straddles_two_batches():
         ({"ppo_epochs": 0}, "--data.ppo_epochs"),
         ({"grouping": "start", "group_size": 1}, "--data.group_size must be >= 2 with grouping: start"),
         ({"env": "lightspiel/TicTacToo-v0"}, "did you mean 'lightspiel/TicTacToe-v0'"),
-        ({"oracle_reward": -1.0}, "--data.oracle_reward must be a number >= 0"),
+        ({"oracle_reward": -1.0}, "--data.oracle_reward must be a finite number >= 0"),
         ({"oracle_reward": 1.0, "oracle": "minmax"}, "did you mean 'minimax'"),
         ({"oracle_reward": 1.0, "env": "lightspiel/Math-v0"}, "--data.oracle_reward needs an OpenSpiel game"),
+        ({"oracle_reward": float("nan")}, "--data.oracle_reward must be a finite number >= 0"),
+        # MCTS on hidden cards would punish every bluff; a shared reward has no opponent to search against.
+        (
+            {"oracle_reward": 1.0, "env": "lightspiel/KuhnPoker-v0"},
+            "needs a zero-sum game of perfect information",
+        ),
+        (
+            {"oracle_reward": 1.0, "env": "lightspiel/LewisSignaling-v0", "opponents": ["self"]},
+            "needs a zero-sum game of perfect information",
+        ),
     ],
 )
 def test_bad_onpolicy_options_are_named(kwargs, option):
@@ -243,6 +253,7 @@ def test_grpo_with_a_shared_reward_grouped_by_game_warns_and_learns_nothing(tmp_
         env_kwargs={"illegal_rule": "random", "illegal_penalty": 0.0},
         opponents=["self"],
         grouping="game",
+        oracle_reward=0.0,  # the PPO config's oracle judges zero-sum games only
         num_episodes=4,
     )
     config = yaml.safe_load(cfg.read_text())
