@@ -139,32 +139,8 @@ def judge_moves(
     return out, stats
 
 
-def decide_exact(values_of, game: str) -> None:
-    """Decide once per game whether ``auto`` searches it exactly: by solving its initial position.
-
-    Otherwise exact search would be tried at every position until one ran out of budget, and which
-    positions were solved exactly would depend on what the process had cached (a resumed run starts
-    with an empty cache): a game too large from its start is searched by MCTS everywhere."""
-    from envs import load_game
-    from envs.oracles import SearchTooLargeError, action_values
-
-    if values_of.oracle != "auto" or game in values_of.too_large or game in values_of.exact:
-        return
-    state = load_game(game).new_initial_state()
-    if state.is_chance_node() or state.is_terminal():
-        return
-    try:
-        action_values(state, state.current_player())
-        values_of.exact.add(game)
-    except SearchTooLargeError:
-        values_of.too_large.add(game)
-
-
 def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> None:
     """One line naming ``option`` when ``oracle`` cannot value the moves of ``env``'s game."""
-    import pyspiel
-
-    from envs.games.base import perfect_information
     from envs.oracles import SearchTooLargeError, check_mcts_game, check_minimax_game
 
     game = make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", _default_opponent(env))})
@@ -174,20 +150,17 @@ def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> N
         game.close()
     if not hasattr(spiel_game, "get_type"):
         raise ConfigError(f"{option} needs an OpenSpiel game to search; {env} is not one")
-    if (
-        not perfect_information(spiel_game)
-        or spiel_game.get_type().utility != pyspiel.GameType.Utility.ZERO_SUM
-    ):
+    try:  # two players, zero-sum, perfect information, sequential: what minimax values assume
+        check_minimax_game(spiel_game)
+    except SearchTooLargeError:
         # MCTS on determinizations searches as if every seat saw the hidden state: in Kuhn poker it
         # would punish every bluff, in a signaling game every message would look perfect.
         raise ConfigError(
             f"{option} needs a zero-sum game of perfect information (the oracle's values assume every seat "
             f"sees the whole state and one seat's gain is the other's loss); {env} is not one"
-        )
+        ) from None
     try:
-        if oracle == "minimax":
-            check_minimax_game(spiel_game)
-        else:
+        if oracle != "minimax":
             check_mcts_game(spiel_game)
     except (SearchTooLargeError, ValueError) as err:
         raise ConfigError(f"{option} needs a game the oracle can search ({oracle}); {env}: {err}") from None
@@ -418,13 +391,11 @@ class OnPolicyDataModule(L.LightningDataModule):
         plan = self._plan()
         judged: list[list[float] | None] = [None] * len(self.last_episodes)
         if self.oracle_reward:
-            # One oracle for the run (it remembers which games exact search could not solve, so that is
-            # tried once), with its own generator per epoch: MCTS values are the same after a resume.
+            # One oracle for the run (it decides once per game whether to search exactly), with its own
+            # generator per epoch: MCTS values are the same after a resume.
             if self._oracle is None:
                 self._oracle = _OracleValues(self.oracle, self.mcts_simulations, None)
             self._oracle.rng = np.random.default_rng([abs(self.seed), self.iteration])
-            for game in sorted({e.game for e in self.last_episodes}):
-                decide_exact(self._oracle, game)
             judged, quality = judge_moves(self.last_episodes, self.oracle_reward, self._oracle)
             self.rollout_metrics.update(quality)
         rows = []

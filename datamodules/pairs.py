@@ -184,16 +184,35 @@ def illegal_texts(renderer, state, seat: int) -> list[str]:
 
 
 class _OracleValues:
-    """Values of every legal move for a seat: exact where the game allows, else MCTS (``auto``)."""
+    """Values of every legal move for a seat: exact where the game allows, else MCTS (``auto``).
+
+    ``auto`` decides once per game, by solving its initial position: a game too large from its start
+    is searched by MCTS everywhere. (Trying exact search at each position until one ran out of budget
+    made which positions were solved exactly depend on what the process had cached, so a resumed run
+    could value them differently.)"""
 
     def __init__(self, oracle: str, simulations: int, rng: np.random.Generator) -> None:
         self.oracle, self.simulations, self.rng = oracle, simulations, rng
         self.too_large: set[str] = set()  # games found too large (or imperfect) for exact search
-        self.exact: set[str] = set()  # games solved exactly from their initial position
+        self.decided: set[str] = set()  # games whose initial position ``auto`` has tried
+
+    def _decide(self, game: str) -> None:
+        from envs import SearchTooLargeError, action_values, load_game
+
+        self.decided.add(game)
+        start = load_game(game).new_initial_state()
+        if start.is_chance_node() or start.is_terminal():
+            return  # no decision at the start: each position is tried as it comes
+        try:
+            action_values(start, start.current_player())
+        except SearchTooLargeError:
+            self.too_large.add(game)
 
     def __call__(self, game: str, state, seat: int) -> tuple[dict[int, float], str]:
         from envs import SearchTooLargeError, action_values, mcts_action_values
 
+        if self.oracle == "auto" and game not in self.decided:
+            self._decide(game)
         if self.oracle != "mcts" and game not in self.too_large:
             try:
                 return action_values(state, seat), "minimax"
