@@ -17,6 +17,7 @@ Acting modes:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -53,6 +54,16 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     if torch.cuda.is_available() or cpu_has_fast_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def _flatten_rows(module: nn.Module, args: tuple) -> tuple:
+    x = args[0]
+    module._lightspiel_lead = x.shape[:-1]
+    return (x.reshape(-1, x.shape[-1]), *args[1:])
+
+
+def _unflatten_rows(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+    return out.view(*module._lightspiel_lead, out.shape[-1])
 
 
 def cache_dir() -> Path:
@@ -250,6 +261,14 @@ class Policy(nn.Module):
             ) from err
         if load_in_4bit:
             base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=False)
+        # A frozen output layer fed a strided slice (``logits_to_keep`` keeps the last positions of each
+        # row) takes PyTorch's batched-matmul path on the CPU, which first copies the whole vocabulary
+        # matrix once per row: 1.3 s for 16 rows of SmolLM2 in bf16, against 5 ms for the same product
+        # on a 2-D input (measured with bench/profile_paths.py). Hand it one 2-D matrix of rows.
+        head = base.get_output_embeddings()
+        if isinstance(head, nn.Linear):
+            head.register_forward_pre_hook(_flatten_rows)
+            head.register_forward_hook(_unflatten_rows)
         self.lora_config = LoraConfig(task_type="CAUSAL_LM", bias="none", **self.lora_kwargs)
         with warnings.catch_warnings():
             # peft reads the deprecated `is_gradient_checkpointing` property while wrapping: not ours to fix
@@ -536,6 +555,28 @@ class Policy(nn.Module):
             self.model.train(was_training)
 
     @contextlib.contextmanager
+    def adapters_in_base_dtype(self):
+        """For the duration (no gradients), the LoRA weights in the base model's dtype.
+
+        peft keeps adapters in fp32 beside a bf16 base, so every adapted layer casts its input to
+        fp32, multiplies, scales and adds in fp32, and casts back: on the CPU those passes over the
+        activations cost more than the adapter's matmuls (bench/profile_paths.py). Acting needs no
+        fp32 adapter: its weights are cast down here (a few MB) and the fp32 tensors put back after,
+        untouched, so training, the optimizer and checkpoints only ever see them."""
+        base = self.model.get_input_embeddings().weight.dtype
+        saved = []
+        if not torch.is_grad_enabled():
+            for name, param in self.model.named_parameters():
+                if ("lora_A" in name or "lora_B" in name) and param.dtype != base and param.is_floating_point():
+                    saved.append((param, param.data))
+                    param.data = param.data.to(base)
+        try:
+            yield
+        finally:
+            for param, data in saved:
+                param.data = data
+
+    @contextlib.contextmanager
     def reference(self):
         """Run the reference model: the frozen snapshot adapter if one exists, else the bare base."""
         if "reference" in self.model.peft_config:
@@ -608,12 +649,30 @@ class Policy(nn.Module):
         if temp <= 0:
             raise ConfigError(f"sampling temperature must be > 0, got {temp}")
         check_mode(mode, "policy mode")
-        fn = {"score": self._score, "generate": self._generate, "constrained": self._constrained}[mode]
-        actions: list[Action] = []
-        with self.evaluating():
-            for start in range(0, len(observations), self.act_batch_size):
-                actions.extend(fn(observations[start : start + self.act_batch_size], greedy, temp))
-        return actions
+        # Identical observations (every self-play game opens on the same board; a tournament's greedy
+        # games meet the same positions) run once. Score mode computes a position's candidate
+        # log-probabilities once and still draws each game's move from its own generator; the decoding
+        # modes share an answer only when greedy (their sampling happens inside the decode loop).
+        distinct: dict[tuple, int] = {}
+        where = [
+            distinct.setdefault((o["prompt"], tuple(o["legal_actions"])), len(distinct))
+            if mode == "score" or greedy
+            else len(distinct) + i
+            for i, o in enumerate(observations)
+        ]
+        firsts: dict[int, dict] = {}
+        for o, u in zip(observations, where):
+            firsts.setdefault(u, o)
+        unique = list(firsts.values())
+        with self.evaluating(), self.adapters_in_base_dtype():
+            if mode == "score":
+                return self._score(observations, where, unique, greedy, temp)
+            fn = self._generate if mode == "generate" else self._constrained
+            acted: list[Action] = []
+            for start in range(0, len(unique), self.act_batch_size):
+                acted.extend(fn(unique[start : start + self.act_batch_size], greedy, temp))
+        slot = {u: i for i, u in enumerate(firsts)}
+        return [dataclasses.replace(acted[slot[u]]) for u in where]
 
     @torch.no_grad()
     def action_probabilities(
@@ -625,7 +684,7 @@ class Policy(nn.Module):
         if temp <= 0:
             raise ConfigError(f"temperature must be > 0, got {temp}")
         out: list[list[float]] = []
-        with self.evaluating():
+        with self.evaluating(), self.adapters_in_base_dtype():
             for start in range(0, len(prompts), self.act_batch_size):
                 end = start + self.act_batch_size
                 logps = self._legal_logps(prompts[start:end], legal_actions[start:end])
@@ -641,26 +700,31 @@ class Policy(nn.Module):
             [[self.completion_ids(a) for a in legal] for legal in legal_actions],
         )
 
-    def _score(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
-        logps = self._legal_logps(
-            [o["prompt"] for o in observations], [o["legal_actions"] for o in observations]
-        )
-        if greedy:
-            choice = logps.argmax(-1)
-        else:
-            probs = torch.softmax(logps / temp, -1)
-            choice = torch.tensor([_draw(probs[i], o.get("rng")) for i, o in enumerate(observations)])
-        values = self._prompt_values(observations)
-        return [
-            Action(
-                text=o["legal_actions"][c],
-                index=int(c),
-                logp=float(logps[i, c]),
-                token_ids=self.completion_ids(o["legal_actions"][c]),
-                value=None if values is None else float(values[i]),
+    def _score(
+        self, observations: list[dict], where: list[int], unique: list[dict], greedy: bool, temp: float
+    ) -> list[Action]:
+        """Score mode: each of the ``unique`` observations' candidates scored once (batches of
+        ``act_batch_size``); observation ``i`` then picks from row ``where[i]``'s log-probabilities."""
+        rows: list[torch.Tensor] = []
+        values: list[float | None] = []
+        for start in range(0, len(unique), self.act_batch_size):
+            chunk = unique[start : start + self.act_batch_size]
+            logps = self._legal_logps([o["prompt"] for o in chunk], [o["legal_actions"] for o in chunk])
+            rows.extend(logps[i, : len(o["legal_actions"])] for i, o in enumerate(chunk))
+            vals = self._prompt_values(chunk)
+            values.extend([None] * len(chunk) if vals is None else vals.tolist())
+        actions = []
+        for o, u in zip(observations, where):
+            logps = rows[u]
+            if greedy:
+                c = int(logps.argmax())
+            else:
+                c = _draw(torch.softmax(logps / temp, -1), o.get("rng"))
+            text = o["legal_actions"][c]
+            actions.append(
+                Action(text=text, index=c, logp=float(logps[c]), token_ids=self.completion_ids(text), value=values[u])
             )
-            for i, (o, c) in enumerate(zip(observations, choice.tolist()))
-        ]
+        return actions
 
     def _prompt_values(self, observations: list[dict]) -> torch.Tensor | None:
         """Value estimates of the observations' prompts (None without a value head).  # [B]"""

@@ -270,3 +270,68 @@ def test_candidate_logps_are_exact_under_every_attention_path(tiny_policy, impl)
         for b in range(2):
             for j, c in enumerate(cands[b]):
                 assert_close(got[b][j], _naive_logp(tiny_policy, prompts[b], c), rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_acting_casts_adapters_down_and_puts_the_fp32_weights_back(tiny_model_dir):
+    """A bf16 base acts with its LoRA weights cast to bf16 (no fp32 round trip per layer), then the
+    trained fp32 tensors are back, the very same storage, so training and checkpoints never see bf16."""
+    torch.manual_seed(0)
+    policy = Policy(model=tiny_model_dir, dtype="bfloat16", lora_r=4, lora_alpha=8)
+    lora = {n: p for n, p in policy.model.named_parameters() if "lora_" in n}
+    with torch.no_grad():
+        for p in lora.values():
+            p.normal_(0, 0.2)  # a trained adapter: B is no longer zero
+    before = {n: (p.data_ptr(), p.detach().clone()) for n, p in lora.items()}
+    assert all(p.dtype == torch.float32 for p in lora.values())
+    seen: list[torch.dtype] = []
+    layer = next(m for n, m in policy.model.named_modules() if n.endswith("q_proj.lora_A.default"))
+    hook = layer.register_forward_pre_hook(lambda m, args: seen.append(m.weight.dtype))
+    obs = [{"prompt": PROMPT, "legal_actions": [str(c) for c in range(1, 10)]}] * 2
+    fast = policy.act(obs, mode="score", greedy=True)
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    for n, p in lora.items():
+        assert p.data_ptr() == before[n][0] and torch.equal(p.detach(), before[n][1]), n
+    # the answer is the fp32 adapter's answer, and the log-probs agree to bf16 precision
+    with torch.no_grad(), policy.evaluating():
+        logps = policy._legal_logps([PROMPT], [obs[0]["legal_actions"]])[0]
+    assert fast[0].text == obs[0]["legal_actions"][int(logps.argmax())]
+    assert abs(fast[0].logp - float(logps.max())) < 0.1
+    # with gradients on (training) nothing is cast
+    with torch.enable_grad(), policy.adapters_in_base_dtype():
+        assert all(p.dtype == torch.float32 for p in lora.values())
+
+
+@pytest.mark.parametrize("mode", ["score", "constrained", "generate"])
+def test_identical_observations_run_once_and_answer_as_alone(tiny_policy, mode):
+    """Every self-play game opens on the same board: a batch of repeated positions runs each distinct
+    one through the model once, and each observation gets the answer it would get alone."""
+    other = PROMPT.replace("You are X", "You are O")
+    legal = [str(c) for c in range(1, 10)]
+    obs = [{"prompt": p, "legal_actions": legal} for p in (PROMPT, PROMPT, other, PROMPT)]
+    alone = [tiny_policy.act([o], mode=mode, greedy=True)[0] for o in obs[:3]]
+    rows: list[int] = []
+    embed = tiny_policy.model.get_input_embeddings()
+    hook = embed.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))
+    together = tiny_policy.act(obs, mode=mode, greedy=True)
+    hook.remove()
+    assert [a.text for a in together] == [alone[0].text, alone[0].text, alone[2].text, alone[0].text]
+    for a, b in zip(together, [alone[0], alone[0], alone[2], alone[0]]):
+        assert a.logp == pytest.approx(b.logp, abs=1e-4)
+    assert together[0] is not together[1]  # copies: a caller may annotate one game's action
+    assert max(rows) == 2  # no pass runs more rows than there are distinct positions
+
+
+def test_sampled_score_mode_draws_each_repeated_observation_from_its_own_generator(tiny_policy):
+    import numpy as np
+
+    legal = [str(c) for c in range(1, 10)]
+    obs = [{"prompt": PROMPT, "legal_actions": legal, "rng": np.random.default_rng(s)} for s in range(12)]
+    together = tiny_policy.act(obs, mode="score", temperature=50.0)
+    alone = [
+        tiny_policy.act([{"prompt": PROMPT, "legal_actions": legal, "rng": np.random.default_rng(s)}],
+                        mode="score", temperature=50.0)[0]
+        for s in range(12)
+    ]
+    assert [a.text for a in together] == [a.text for a in alone]
+    assert len({a.text for a in together}) > 1  # near-uniform at this temperature: not one shared draw
