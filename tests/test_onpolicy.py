@@ -361,3 +361,31 @@ def test_legal_nll_term_makes_the_rollouts_legal_answers_likelier(tiny_policy):
     after = logps()
     assert after["3"] > before["3"] + 0.05, (before, after)
     assert after["3"] - before["3"] > after["5"] - before["5"], (before, after)
+
+
+def test_a_bf16_policy_recomputes_sampling_logps_so_the_first_ratio_is_one(tiny_model_dir):
+    """In bf16 the sampler's log-probs come from another computation than training's; the update
+    takes its ratio denominator from the training pass instead, so the first step's ratio is 1."""
+    from modules.grpo import GRPO
+    from modules.policy import Policy
+
+    torch.manual_seed(0)
+    policy = Policy(model=tiny_model_dir, dtype="bfloat16", lora_r=4, lora_alpha=8)
+    with torch.no_grad():
+        for name, w in policy.model.named_parameters():
+            if "lora_B" in name:
+                w.normal_(0, 0.5)
+    prompt = "Tic-tac-toe. You are X. Legal moves: 1 2 3. Reply with one cell number."
+    obs = [{"prompt": prompt, "legal_actions": ["1", "2", "3"]}] * 3
+    actions = policy.act(obs, mode="generate", temperature=1.0)
+    rows = [
+        {"prompt": prompt, "completion_ids": a.token_ids, "old_logps": list(a.token_logps), "advantage": 0.0}
+        for a in actions
+    ]
+    sampled = [list(r["old_logps"]) for r in rows]
+    GRPO(policy, beta=0.0).fill_old_logps(rows)
+    with torch.no_grad(), policy.evaluating():
+        lp, mask, _ = policy.token_logps([policy.prompt_ids(prompt)] * 3, [r["completion_ids"] for r in rows])
+    for i, r in enumerate(rows):
+        assert r["old_logps"] == lp[i][mask[i]].tolist()
+    assert any(s != r["old_logps"] for s, r in zip(sampled, rows))  # the sampler's differed
