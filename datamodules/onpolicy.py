@@ -24,6 +24,15 @@ Only zero-sum games of perfect information are accepted: on hidden information M
 every seat saw the hidden state (in Kuhn poker every bluff would look like a blunder). The module (:class:`~datamodules.protocols.AdvantageEstimator`) then fills ``advantage``
 once per rollout; batches never split a group (``grouping``) and are visited ``ppo_epochs`` times.
 
+``grouping: prompt`` compares answers at one decision state instead of whole games: at every learner
+turn the policy samples ``group_size - 1`` more answers to the same observation (in the rollout's mode
+and temperature); each answer, the played one included, is judged on its own: minus the env's
+``illegal_penalty`` if the env reads no legal move from it, plus the oracle's ``move_reward`` if
+``oracle_reward`` is on. Those rows carry ``unit: "turn"`` and ``outcome`` = that judgement (the
+played game's result is not comparable with answers that were never played out), and share the
+state's ``group``; GRPO normalises within it. Siblings are training rows only: the game goes on with
+the answer it played.
+
 A resumed run (``--ckpt_path last``) finds the episodes of the epoch it stopped in and plays only
 the missing games; the sampling generator is reseeded per epoch from ``seed`` and the epoch, so the
 same policy weights give the same games.
@@ -52,7 +61,7 @@ from modules.errors import ConfigError, check_choice
 from modules.modes import check_mode
 
 #: How rows are grouped (the GRPO comparison set; batches never split a group).
-GROUPINGS: tuple[str, ...] = ("game", "start", "none")
+GROUPINGS: tuple[str, ...] = ("game", "start", "prompt", "none")
 
 
 def _collate(batch: list[dict]) -> list[dict]:
@@ -189,8 +198,10 @@ class OnPolicyDataModule(L.LightningDataModule):
             answer legally), ``constrained`` or ``score``.
         temperature: Sampling temperature of rollouts (None: the policy's own).
         grouping: GRPO groups: ``game`` (the seats of one game), ``start`` (``group_size`` games from
-            one seed: same chance and opening, only the policy's samples differ), ``none``.
-        group_size: Games per start with ``grouping: start``.
+            one seed: same chance and opening, only the policy's samples differ), ``prompt``
+            (``group_size`` answers at each learner decision state, each judged alone: see the module
+            docstring), ``none``.
+        group_size: Games per start with ``grouping: start``; answers per state with ``prompt``.
         oracle_reward: Weight of the oracle's judgement of each legal learner move (see the module
             docstring); 0 disables it.
         oracle: The oracle for ``oracle_reward``: ``minimax`` (exact), ``mcts`` or ``auto`` (exact
@@ -239,9 +250,9 @@ class OnPolicyDataModule(L.LightningDataModule):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--data.{name} must be an int >= 1, got {value!r}")
-        if grouping == "start" and group_size < 2:
+        if grouping in ("start", "prompt") and group_size < 2:
             raise ConfigError(
-                f"--data.group_size must be >= 2 with grouping: start (a group of one game has no "
+                f"--data.group_size must be >= 2 with grouping: {grouping} (a group of one has no "
                 f"baseline: its advantage is always 0), got {group_size}"
             )
         if temperature is not None and temperature <= 0:
@@ -399,7 +410,9 @@ class OnPolicyDataModule(L.LightningDataModule):
             judged, quality = judge_moves(self.last_episodes, self.oracle_reward, self._oracle)
             self.rollout_metrics.update(quality)
         rows = []
-        for k, episode in enumerate(self.last_episodes):
+        if self.grouping == "prompt":
+            rows = self._state_groups(policy, self.last_episodes)
+        for k, episode in enumerate(self.last_episodes if self.grouping != "prompt" else []):
             group = {"game": episode.episode_id, "start": plan[k]["group"], "none": "all"}[self.grouping]
             rows += episode_rows(episode, group, judged[k])
         if not rows:
@@ -412,6 +425,92 @@ class OnPolicyDataModule(L.LightningDataModule):
             )
             self.rollout_metrics.update({f"advantage_{k}": v for k, v in stats.items()})
         self.rows = rows
+
+    def _state_groups(self, policy, episodes: list[Episode]) -> list[dict]:
+        """``grouping: prompt``: every learner turn with ``group_size - 1`` sibling answers sampled at
+        its observation, all judged alone (see the module docstring), as rows of one group."""
+        from envs import load_game, state_from_history
+        from envs.core import MAX_ANSWER_CHARS
+
+        turns = [(e, i, t) for e in episodes for i, t in enumerate(e.turns) if t.learner]
+        if not turns:
+            return []
+        reps = self.group_size - 1
+        rank, _ = rank_and_world()
+        reseed_global(self.seed, self.iteration, rank, "siblings")  # the same siblings after a resume
+        observations = [
+            {
+                "prompt": t.prompt,
+                "legal_actions": list(t.legal_actions),
+                "rng": np.random.default_rng([abs(self.seed), self.iteration, n, j]),
+            }
+            for n, (_, _, t) in enumerate(turns)
+            for j in range(reps)
+        ]
+        siblings = policy.act(observations, mode=self.mode, temperature=self.temperature)
+        penalty = float(self.env_kwargs.get("illegal_penalty", 1.0))
+        if self.oracle_reward and self._oracle is None:
+            self._oracle = _OracleValues(self.oracle, self.mcts_simulations, None)
+        if self._oracle is not None:
+            self._oracle.rng = np.random.default_rng([abs(self.seed), self.iteration, 1])
+        renderer = make_env(self.env, {**self._base_kwargs, "opponent": "self"})
+        parse = renderer.unwrapped.renderer.parse
+        renderer.close()
+        quality: list[float] = []
+
+        def judge(episode: Episode, turn, action: int | None) -> tuple[bool, float]:
+            """(legal, move reward) of playing ``action`` (None: nothing legal read) at ``turn``."""
+            if action is None:
+                return False, 0.0
+            if not self.oracle_reward:
+                return True, 0.0
+            values = self._oracle(episode.game, state_from_history(episode.game, turn.history), turn.seat)[0]
+            game = load_game(episode.game)
+            span = float(game.max_utility() - game.min_utility()) or 1.0
+            regret = (max(values.values()) - values[int(action)]) / span
+            quality.append(regret)
+            return True, -self.oracle_reward * regret
+
+        rows = []
+        for n, (episode, index, turn) in enumerate(turns):
+            state = state_from_history(episode.game, turn.history)
+            legal_ids = set(state.legal_actions(turn.seat))
+            group = f"{episode.episode_id}/{index}"
+            answers = [
+                (turn.completion, turn.completion_ids, turn.token_logps, turn.action if turn.legal else None)
+            ]
+            for a in siblings[n * reps : (n + 1) * reps]:
+                chosen = parse(a.text[:MAX_ANSWER_CHARS], state, turn.seat)
+                action = int(chosen) if chosen is not None and int(chosen) in legal_ids else None
+                answers.append((a.text, a.token_ids, a.token_logps, action))
+            for j, (text, ids, logps, action) in enumerate(answers):
+                legal, move_reward = judge(episode, turn, action)
+                step_reward = 0.0 if legal else -penalty
+                rows.append(
+                    {
+                        "prompt": turn.prompt,
+                        "completion": text,
+                        "completion_ids": ids,
+                        "old_logps": logps,
+                        "value": None,
+                        "reward": step_reward + move_reward,
+                        "move_reward": move_reward,
+                        "outcome": step_reward + move_reward,
+                        "episode_id": f"{group}/{j}",
+                        "seat": turn.seat,
+                        "turn": 0,
+                        "last": True,
+                        "game": episode.game,
+                        "group": group,
+                        "legal": legal,
+                        "step_reward": step_reward,
+                        "unit": "turn",
+                    }
+                )
+        if quality:
+            self.rollout_metrics["group_optimal_move_share"] = sum(r <= 1e-9 for r in quality) / len(quality)
+            self.rollout_metrics["group_move_regret"] = sum(quality) / len(quality)
+        return rows
 
     def state_dict(self) -> dict:
         return {"built_epoch": self._built}

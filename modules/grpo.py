@@ -4,7 +4,8 @@ The unit GRPO compares is a *trajectory*: one seat's turns in one game, whose re
 outcome (game return minus illegal-answer penalties). Trajectories are compared within a group (the
 datamodule's ``grouping``: the seats of one game, or several games from one start), or against a
 role-conditioned baseline (RAE, SPIRAL arXiv 2506.24119: a moving average of the outcome per game and
-seat). Every turn of a trajectory gets its advantage; a turn whose answer was illegal also gets its
+seat); with the datamodule's ``grouping: prompt`` the unit is one answer at one decision state,
+judged alone, compared with the other answers sampled there. Every turn of a trajectory gets its advantage; a turn whose answer was illegal also gets its
 own penalty added, so within one game an illegal answer is worse than a legal one, and a turn the
 datamodule's oracle judged (``--data.oracle_reward``) gets its ``move_reward`` added (minus the move's
 regret), so a blunder in a won game is still a blunder.
@@ -106,14 +107,29 @@ class GRPO(OnPolicyModule):
             zero_share = self._zero_share(outcomes, groups)
         by_key = dict(zip(keys, adv.tolist()))
         for r in rows:
-            own = (r["step_reward"] if not r["legal"] else 0.0) + r.get("move_reward", 0.0)
+            # A row judged alone (the datamodule's grouping: prompt) already has its penalty and move
+            # reward in its outcome; a game's turn gets them on top of the trajectory's advantage.
+            own = (
+                0.0
+                if r.get("unit") == "turn"
+                else (r["step_reward"] if not r["legal"] else 0.0) + r.get("move_reward", 0.0)
+            )
             r["advantage"] = by_key[(r["episode_id"], r["seat"])] + own
         if zero_share > 0.9 and not self._warned_zero:
             self._warned_zero = True
+            if any(r.get("unit") == "turn" for r in rows):
+                cause = (
+                    "every answer sampled at a state was judged alike (e.g. all illegal, or all the same "
+                    "move): a higher --data.temperature or --data.group_size gives the groups something to compare"
+                )
+            else:
+                cause = (
+                    "nothing is learned from them but per-turn terms (penalties, the oracle's move reward); a "
+                    "shared reward grouped by game (a cooperative game with --data.grouping game) does this: "
+                    "use grouping 'start' or --model.advantage rae"
+                )
             rank_zero_warn(
-                f"GRPO: {zero_share:.0%} of the groups have all-equal rewards, so their advantages are 0 and "
-                "nothing is learned from them but per-turn terms (penalties, the oracle's move reward); a shared reward grouped by game (a cooperative game with "
-                "--data.grouping game) does this: use grouping 'start' or --model.advantage rae"
+                f"GRPO: {zero_share:.0%} of the groups have all-equal rewards, so their advantages are 0; {cause}"
             )
         trainer = self._trainer  # None when the module is used outside a Trainer
         if trainer is not None and trainer.logger is not None:

@@ -188,6 +188,8 @@ def test_a_group_never_straddles_two_batches():
         ({"mode": "generat"}, "did you mean 'generate'"),
         ({"ppo_epochs": 0}, "--data.ppo_epochs"),
         ({"grouping": "start", "group_size": 1}, "--data.group_size must be >= 2 with grouping: start"),
+        ({"grouping": "prompt", "group_size": 1}, "--data.group_size must be >= 2 with grouping: prompt"),
+        ({"grouping": "promt"}, "did you mean 'prompt'"),
         ({"env": "lightspiel/TicTacToo-v0"}, "did you mean 'lightspiel/TicTacToe-v0'"),
         ({"oracle_reward": -1.0}, "--data.oracle_reward must be a finite number >= 0"),
         ({"oracle_reward": 1.0, "oracle": "minmax"}, "did you mean 'minimax'"),
@@ -389,3 +391,63 @@ def test_a_bf16_policy_recomputes_sampling_logps_so_the_first_ratio_is_one(tiny_
     for i, r in enumerate(rows):
         assert r["old_logps"] == lp[i][mask[i]].tolist()
     assert any(s != r["old_logps"] for s, r in zip(sampled, rows))  # the sampler's differed
+
+
+def test_prompt_grouping_judges_every_sampled_answer_at_a_state_alone(tiny_policy):
+    """``grouping: prompt``: at X's turn (X holds cells 0 and 1, O holds 3 and 4) the policy samples
+    more answers to the same observation; each is judged alone. "3" (cell 2) wins: 0. "6" (cell 5)
+    blocks O and the game is drawn: regret (1 - 0) / 2, times 0.5. "7" / "9" let O complete 3-4-5:
+    regret 1, times 0.5. "1" names a taken cell: the env's penalty, -1. The rows share one group,
+    the played answer first, and GRPO ranks them by their own judgement."""
+    from modules.grpo import GRPO
+
+    history = [0, 3, 1, 4]
+    played = Turn(0, "Your move.", ["1", "3", "6", "7", "9"], "3", 2, "3", True, True, "ok", None,
+                  history, 0.0, completion_ids=tiny_policy.completion_ids("3"))  # fmt: skip
+    episode = Episode(
+        "e", "tic_tac_toe", ENV, 0, "random", 0, [played], returns=[1.0, -1.0], penalties=[0.0, 0.0]
+    )
+    dm = OnPolicyDataModule(
+        env=ENV, grouping="prompt", group_size=32, mode="score", temperature=100.0,
+        oracle_reward=0.5, oracle="minimax", opponents=["random"],
+    )  # fmt: skip
+    rows = dm._state_groups(tiny_policy, [episode])
+    expected = {"1": -1.0, "3": 0.0, "6": -0.25, "7": -0.5, "9": -0.5}
+    assert len(rows) == 32 and {r["group"] for r in rows} == {"e/0"}
+    assert rows[0]["completion"] == "3" and rows[0]["episode_id"] == "e/0/0"
+    assert {r["completion"] for r in rows} >= {"1", "3"} and len({r["completion"] for r in rows}) >= 4
+    for r in rows:
+        assert r["outcome"] == pytest.approx(expected[r["completion"]]), r["completion"]
+        assert r["legal"] == (r["completion"] != "1")
+    assert dm.rollout_metrics["group_move_regret"] > 0
+    GRPO(tiny_policy, advantage="group").assign_advantages(rows)
+    by_text: dict[str, set] = {}
+    for r in rows:
+        by_text.setdefault(r["completion"], set()).add(round(r["advantage"], 6))
+    assert all(len(v) == 1 for v in by_text.values())  # the same answer, the same advantage
+    adv = {t: v.pop() for t, v in by_text.items()}
+    assert adv["3"] == max(adv.values()) and adv["1"] == min(adv.values())
+    assert sum(r["advantage"] for r in rows) == pytest.approx(0.0, abs=1e-5)  # no per-turn term on top
+
+
+def test_grpo_fit_with_prompt_groups_trains_on_the_sampled_answers(tmp_path, tiny_config):
+    """A few-step fit with ``grouping: prompt``: every learner turn brings ``group_size`` rows, the
+    groups are kept whole, and the run writes its checkpoint, events and episodes."""
+    cfg, run = _fit_config(
+        tmp_path, tiny_config, "tictactoe_grpo_rae.yaml", grouping="prompt", group_size=3, num_episodes=2
+    )
+    config = yaml.safe_load(cfg.read_text())
+    config["model"]["init_args"]["advantage"] = "group"
+    config["trainer"]["callbacks"] = []
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1"])
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    episodes = [json.loads(line) for line in (run / "iter_000" / "episodes.jsonl").read_text().splitlines()]
+    learner_turns = sum(t["learner"] for e in episodes for t in e["turns"])
+    assert len(episodes) == 2 and learner_turns > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    rows = events.Scalars("rollout/rows")
+    assert rows[0].value == 3 * learner_turns
