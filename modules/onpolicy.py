@@ -94,9 +94,10 @@ class OnPolicyModule(PolicyModule):
         (token-by-token decoding, other batch layouts, bf16 adapters), and in bf16 its log-probs differ
         from the training pass by rounding, 0.05-0.16 nats per token on average on the embedded model
         (measured), enough to clip many tokens of the first PPO/GRPO step. The ratio's numerator and
-        denominator must come from the same computation; in fp32 they agree to 1e-5 and are kept."""
+        denominator should come from the same computation (here up to the rounding of another batch
+        layout, as the update's batches are shuffled); in fp32 they agree to 1e-5 and are kept."""
         policy = self.policy
-        low_precision = policy.model.get_input_embeddings().weight.dtype in (torch.bfloat16, torch.float16)
+        low_precision = policy.compute_dtype in (torch.bfloat16, torch.float16)
         todo = [r for r in rows if low_precision or r["old_logps"] is None or r["completion_ids"] is None]
         for r in todo:
             if r["completion_ids"] is None:

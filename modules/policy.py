@@ -56,6 +56,18 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return torch.float32
 
 
+class _CastLinear(nn.Module):
+    """A no-grad copy of a linear layer in another dtype (see :meth:`Policy.adapters_in_base_dtype`)."""
+
+    def __init__(self, linear: nn.Linear, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.weight = linear.weight.detach().to(dtype)
+        self.bias = None if linear.bias is None else linear.bias.detach().to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
 def _flatten_rows(module: nn.Module, args: tuple) -> tuple:
     x = args[0]
     module._lightspiel_lead = x.shape[:-1]
@@ -150,6 +162,15 @@ class Action:
     value: float | None = None  # the value head's estimate of the state, when the policy has one
 
 
+def _copy_action(action: Action) -> Action:
+    """An independent copy (a caller may annotate one game's action, lists included)."""
+    return dataclasses.replace(
+        action,
+        token_ids=None if action.token_ids is None else list(action.token_ids),
+        token_logps=None if action.token_logps is None else list(action.token_logps),
+    )
+
+
 def _draw(probs: torch.Tensor, rng: np.random.Generator | None) -> int:
     """Sample an index of ``probs``: from the observation's own generator when it carries one
     (``obs["rng"]``: the rollout engine gives each game its own, so what a game samples does not
@@ -217,6 +238,9 @@ class Policy(nn.Module):
         self.lora_kwargs = dict(
             r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules
         )
+        # The dtype the network computes in: the base's, or bitsandbytes' compute dtype when 4-bit
+        # (whose embeddings peft upcasts to fp32).
+        self.compute_dtype = torch.bfloat16 if load_in_4bit else resolve_dtype(dtype)
         self.tokenizer, self.model = self._load(
             resolve_model(model), resolve_dtype(dtype), load_in_4bit, trust_remote_code
         )
@@ -556,25 +580,33 @@ class Policy(nn.Module):
 
     @contextlib.contextmanager
     def adapters_in_base_dtype(self):
-        """For the duration (no gradients), the LoRA weights in the base model's dtype.
+        """For the duration (no gradients), the LoRA layers compute in the base model's dtype.
 
         peft keeps adapters in fp32 beside a bf16 base, so every adapted layer casts its input to
         fp32, multiplies, scales and adds in fp32, and casts back: on the CPU those passes over the
         activations cost more than the adapter's matmuls (bench/profile_paths.py). Acting needs no
-        fp32 adapter: its weights are cast down here (a few MB) and the fp32 tensors put back after,
-        untouched, so training, the optimizer and checkpoints only ever see them."""
-        base = self.model.get_input_embeddings().weight.dtype
-        saved = []
-        if not torch.is_grad_enabled():
-            for name, param in self.model.named_parameters():
-                if ("lora_A" in name or "lora_B" in name) and param.dtype != base and param.is_floating_point():
-                    saved.append((param, param.data))
-                    param.data = param.data.to(base)
+        fp32 adapter: each LoRA ``A``/``B`` linear is swapped for a cast copy (a few MB) and put back
+        after. The trained parameters themselves are never touched (no ``.data`` swap, which would
+        drop their gradient accumulators and with them DDP's reduction hooks), so training, the
+        optimizer and checkpoints only ever see them."""
+        from peft.tuners.lora import LoraLayer
+
+        base = self.compute_dtype
+        swapped: list[tuple[nn.ModuleDict, str, nn.Module]] = []
         try:
+            if not torch.is_grad_enabled() and base in (torch.bfloat16, torch.float16):
+                for layer in self.model.modules():
+                    if not isinstance(layer, LoraLayer):
+                        continue
+                    for table in (layer.lora_A, layer.lora_B):
+                        for key, linear in list(table.items()):
+                            if isinstance(linear, nn.Linear) and linear.weight.dtype != base:
+                                swapped.append((table, key, linear))
+                                table[key] = _CastLinear(linear, base)
             yield
         finally:
-            for param, data in saved:
-                param.data = data
+            for table, key, linear in reversed(swapped):
+                table[key] = linear
 
     @contextlib.contextmanager
     def reference(self):
@@ -672,7 +704,7 @@ class Policy(nn.Module):
             for start in range(0, len(unique), self.act_batch_size):
                 acted.extend(fn(unique[start : start + self.act_batch_size], greedy, temp))
         slot = {u: i for i, u in enumerate(firsts)}
-        return [dataclasses.replace(acted[slot[u]]) for u in where]
+        return [_copy_action(acted[slot[u]]) for u in where]
 
     @torch.no_grad()
     def action_probabilities(

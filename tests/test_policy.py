@@ -54,7 +54,8 @@ def test_score_mode_picks_only_legal_actions_and_greedy_is_argmax(tiny_policy):
 
 
 def test_generate_mode_returns_text(tiny_policy):
-    acts = tiny_policy.act([{"prompt": PROMPT, "legal_actions": ["1"]}] * 3, mode="generate", greedy=True)
+    with torch.no_grad(), tiny_policy.evaluating():  # the decoder itself: ``act`` would run the prompt once
+        acts = tiny_policy._generate([{"prompt": PROMPT, "legal_actions": ["1"]}] * 3, True, 1.0)
     # The text is the decoded sampled tokens (what the env parses); greedy answers to one prompt agree.
     decode = tiny_policy.tokenizer.decode
     assert all(a.text == decode(a.token_ids, skip_special_tokens=True).strip() for a in acts)
@@ -232,7 +233,9 @@ def test_generate_with_repeated_prompts_answers_as_each_prompt_alone(tiny_policy
     _lora_b_nonzero(tiny_policy)
     tiny_policy.add_value_head()
     obs = [{"prompt": p, "legal_actions": ("1",)} for p in (PROMPT, "short", PROMPT, "short", PROMPT)]
-    together = tiny_policy.act(obs, mode="generate", greedy=True)
+    # straight to the decoder: ``act`` would run each distinct greedy prompt once before it gets here
+    with torch.no_grad(), tiny_policy.evaluating():
+        together = tiny_policy._generate(obs, True, 1.0)
     for o, a in zip(obs, together):
         (alone,) = tiny_policy.act([o], mode="generate", greedy=True)
         assert a.token_ids == alone.token_ids
@@ -273,8 +276,9 @@ def test_candidate_logps_are_exact_under_every_attention_path(tiny_policy, impl)
 
 
 def test_bf16_acting_casts_adapters_down_and_puts_the_fp32_weights_back(tiny_model_dir):
-    """A bf16 base acts with its LoRA weights cast to bf16 (no fp32 round trip per layer), then the
-    trained fp32 tensors are back, the very same storage, so training and checkpoints never see bf16."""
+    """A bf16 base acts with its LoRA layers computing in bf16 (no fp32 round trip per layer), then the
+    trained fp32 parameters are in place, untouched, with their gradient accumulators: hooks
+    registered on those (as DDP's reducer does) still fire in the next backward."""
     torch.manual_seed(0)
     policy = Policy(model=tiny_model_dir, dtype="bfloat16", lora_r=4, lora_alpha=8)
     lora = {n: p for n, p in policy.model.named_parameters() if "lora_" in n}
@@ -282,24 +286,46 @@ def test_bf16_acting_casts_adapters_down_and_puts_the_fp32_weights_back(tiny_mod
         for p in lora.values():
             p.normal_(0, 0.2)  # a trained adapter: B is no longer zero
     before = {n: (p.data_ptr(), p.detach().clone()) for n, p in lora.items()}
-    assert all(p.dtype == torch.float32 for p in lora.values())
+    fired: set[str] = set()
+    keep = []
+    for n, p in lora.items():
+        if ".default." in n:
+            acc = p.expand_as(p).grad_fn.next_functions[0][0]  # where DDP hangs its reduction hook
+            acc.register_hook(lambda *_, n=n: fired.add(n))
+            keep.append(acc)
     seen: list[torch.dtype] = []
-    layer = next(m for n, m in policy.model.named_modules() if n.endswith("q_proj.lora_A.default"))
-    hook = layer.register_forward_pre_hook(lambda m, args: seen.append(m.weight.dtype))
+    layer = next(m for n, m in policy.model.named_modules() if n.endswith("layers.0.self_attn.q_proj"))
+    hook = layer.register_forward_pre_hook(lambda m, args: seen.append(m.lora_A["default"].weight.dtype))
     obs = [{"prompt": PROMPT, "legal_actions": [str(c) for c in range(1, 10)]}] * 2
     fast = policy.act(obs, mode="score", greedy=True)
     hook.remove()
     assert seen and set(seen) == {torch.bfloat16}
-    for n, p in lora.items():
-        assert p.data_ptr() == before[n][0] and torch.equal(p.detach(), before[n][1]), n
+    assert dict(policy.model.named_parameters()).keys() >= lora.keys()
+    for n, p in dict(policy.model.named_parameters()).items():
+        if n in lora:
+            assert p is lora[n] and p.dtype == torch.float32, n
+            assert p.data_ptr() == before[n][0] and torch.equal(p.detach(), before[n][1]), n
     # the answer is the fp32 adapter's answer, and the log-probs agree to bf16 precision
     with torch.no_grad(), policy.evaluating():
         logps = policy._legal_logps([PROMPT], [obs[0]["legal_actions"]])[0]
     assert fast[0].text == obs[0]["legal_actions"][int(logps.argmax())]
     assert abs(fast[0].logp - float(logps.max())) < 0.1
-    # with gradients on (training) nothing is cast
+    # training after acting reaches every trained parameter through its original accumulator
+    policy.completion_logps([policy.prompt_ids(PROMPT)], [[policy.completion_ids("5")]]).sum().backward()
+    assert fired == {n for n in lora if ".default." in n}
+    # with gradients on (training) nothing is swapped
     with torch.enable_grad(), policy.adapters_in_base_dtype():
-        assert all(p.dtype == torch.float32 for p in lora.values())
+        assert layer.lora_A["default"].weight.dtype == torch.float32
+
+
+def test_an_error_while_acting_leaves_the_fp32_adapters_in_place(tiny_model_dir):
+    policy = Policy(model=tiny_model_dir, dtype="bfloat16", lora_r=4, lora_alpha=8)
+    layer = next(m for n, m in policy.model.named_modules() if n.endswith("layers.0.self_attn.q_proj"))
+    original = layer.lora_A["default"]
+    with pytest.raises(RuntimeError, match="stop"), torch.no_grad(), policy.adapters_in_base_dtype():
+        assert layer.lora_A["default"] is not original
+        raise RuntimeError("stop")
+    assert layer.lora_A["default"] is original and original.weight.dtype == torch.float32
 
 
 @pytest.mark.parametrize("mode", ["score", "constrained", "generate"])
