@@ -105,11 +105,17 @@ class OnPolicyModule(PolicyModule):
         with policy.evaluating():
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
-                logps, mask, _ = policy.token_logps(
-                    [policy.prompt_ids(r["prompt"]) for r in chunk], [r["completion_ids"] for r in chunk]
+                # In low precision the value estimates come from this pass too (PPO's GAE and value
+                # clipping then start from what its training pass computes).
+                logps, mask, values = policy.token_logps(
+                    [policy.prompt_ids(r["prompt"]) for r in chunk],
+                    [r["completion_ids"] for r in chunk],
+                    values=low_precision and self.uses_values,
                 )
-                for r, lp, m in zip(chunk, logps, mask):
+                for k, (r, lp, m) in enumerate(zip(chunk, logps, mask)):
                     r["old_logps"] = lp[m].tolist()
+                    if values is not None:
+                        r["value"] = float(values[k])
 
     # ------------------------------------------------------------------ the update
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
