@@ -105,35 +105,40 @@ def episode_rows(episode: Episode, group: str, move_rewards: list[float] | None 
     return rows
 
 
+def move_regret(values_of, seen: dict, game: str, history: list[int], seat: int, action: int) -> float:
+    """The regret of playing ``action`` at the position ``history`` (``seat`` to move): the best legal
+    move's value minus its value, as a share of the game's utility range. ``seen`` caches each
+    position's values: one search per position, so the same move gets the same judgement."""
+    from envs import load_game, state_from_history
+
+    key = (game, tuple(history), seat)
+    if key not in seen:
+        seen[key] = values_of(game, state_from_history(game, history), seat)[0]
+    values = seen[key]
+    spiel = load_game(game)
+    span = float(spiel.max_utility() - spiel.min_utility()) or 1.0
+    return (max(values.values()) - values[int(action)]) / span
+
+
 def judge_moves(
-    episodes: list[Episode], coef: float, values_of
+    episodes: list[Episode], coef: float, values_of, seen: dict | None = None
 ) -> tuple[list[list[float]], dict[str, float]]:
     """The oracle's ``move_reward`` of every turn of ``episodes`` (see the module docstring), and the
     rollout's move quality: ``optimal_move_share`` (legal learner moves that keep the best value) and
     ``move_regret`` (their mean regret as a share of the utility range).
 
     ``values_of(game, state, seat) -> ({action: value}, oracle_used)`` is
-    :class:`datamodules.pairs._OracleValues`. Illegal answers (the move played was not the learner's)
-    and other players' turns get 0."""
-    from envs import load_game, state_from_history
-
+    :class:`datamodules.pairs._OracleValues`; ``seen`` its per-position cache (:func:`move_regret`).
+    Illegal answers (the move played was not the learner's) and other players' turns get 0."""
+    seen = {} if seen is None else seen
     out, regrets = [], []
-    seen: dict[tuple, dict[int, float]] = {}  # one search per position: the same move, the same judgement
     for episode in episodes:
-        game = load_game(episode.game)
-        span = float(game.max_utility() - game.min_utility()) or 1.0
         judged = []
         for turn in episode.turns:
             if not (turn.learner and turn.legal and turn.action is not None):
                 judged.append(0.0)
                 continue
-            key = (episode.game, tuple(turn.history), turn.seat)
-            if key not in seen:
-                seen[key] = values_of(
-                    episode.game, state_from_history(episode.game, turn.history), turn.seat
-                )[0]
-            values = seen[key]
-            regret = (max(values.values()) - values[int(turn.action)]) / span
+            regret = move_regret(values_of, seen, episode.game, turn.history, turn.seat, turn.action)
             regrets.append(regret)
             judged.append(-coef * regret)
         out.append(judged)
@@ -401,20 +406,18 @@ class OnPolicyDataModule(L.LightningDataModule):
         self.last_episodes = self.episodes(policy)
         plan = self._plan()
         judged: list[list[float] | None] = [None] * len(self.last_episodes)
+        seen: dict = {}  # the oracle's values per position, this epoch (shared with the prompt groups)
         if self.oracle_reward:
-            # One oracle for the run (it decides once per game whether to search exactly), with its own
-            # generator per epoch: MCTS values are the same after a resume.
-            if self._oracle is None:
-                self._oracle = _OracleValues(self.oracle, self.mcts_simulations, None)
-            self._oracle.rng = np.random.default_rng([abs(self.seed), self.iteration])
-            judged, quality = judge_moves(self.last_episodes, self.oracle_reward, self._oracle)
+            self._epoch_oracle()
+            judged, quality = judge_moves(self.last_episodes, self.oracle_reward, self._oracle, seen)
             self.rollout_metrics.update(quality)
-        rows = []
         if self.grouping == "prompt":
-            rows = self._state_groups(policy, self.last_episodes)
-        for k, episode in enumerate(self.last_episodes if self.grouping != "prompt" else []):
-            group = {"game": episode.episode_id, "start": plan[k]["group"], "none": "all"}[self.grouping]
-            rows += episode_rows(episode, group, judged[k])
+            rows = self._state_groups(policy, self.last_episodes, seen)
+        else:
+            rows = []
+            for k, episode in enumerate(self.last_episodes):
+                group = {"game": episode.episode_id, "start": plan[k]["group"], "none": "all"}[self.grouping]
+                rows += episode_rows(episode, group, judged[k])
         if not rows:
             raise ConfigError(
                 f"epoch {self.iteration}: {len(self.last_episodes)} games gave no learner turns to train on"
@@ -426,10 +429,19 @@ class OnPolicyDataModule(L.LightningDataModule):
             self.rollout_metrics.update({f"advantage_{k}": v for k, v in stats.items()})
         self.rows = rows
 
-    def _state_groups(self, policy, episodes: list[Episode]) -> list[dict]:
+    def _epoch_oracle(self) -> None:
+        """One oracle for the run (it decides once per game whether to search exactly), with its own
+        generator per epoch: MCTS values are the same after a resume."""
+        if self._oracle is None:
+            self._oracle = _OracleValues(self.oracle, self.mcts_simulations, None)
+        self._oracle.rng = np.random.default_rng([abs(self.seed), self.iteration])
+
+    def _state_groups(self, policy, episodes: list[Episode], seen: dict) -> list[dict]:
         """``grouping: prompt``: every learner turn with ``group_size - 1`` sibling answers sampled at
-        its observation, all judged alone (see the module docstring), as rows of one group."""
-        from envs import load_game, state_from_history
+        its observation, all judged alone (see the module docstring), as rows of one group. ``seen``
+        is the epoch's oracle cache (:func:`move_regret`): a position is searched once for all its
+        answers."""
+        from envs import state_from_history
         from envs.core import MAX_ANSWER_CHARS
 
         turns = [(e, i, t) for e in episodes for i, t in enumerate(e.turns) if t.learner]
@@ -449,13 +461,9 @@ class OnPolicyDataModule(L.LightningDataModule):
         ]
         siblings = policy.act(observations, mode=self.mode, temperature=self.temperature)
         penalty = float(self.env_kwargs.get("illegal_penalty", 1.0))
-        if self.oracle_reward and self._oracle is None:
-            self._oracle = _OracleValues(self.oracle, self.mcts_simulations, None)
-        if self._oracle is not None:
-            self._oracle.rng = np.random.default_rng([abs(self.seed), self.iteration, 1])
-        renderer = make_env(self.env, {**self._base_kwargs, "opponent": "self"})
-        parse = renderer.unwrapped.renderer.parse
-        renderer.close()
+        env = make_env(self.env, {**self._base_kwargs, "opponent": "self"})
+        parse = env.unwrapped.renderer.parse
+        env.close()
         quality: list[float] = []
 
         def judge(episode: Episode, turn, action: int | None) -> tuple[bool, float]:
@@ -464,10 +472,7 @@ class OnPolicyDataModule(L.LightningDataModule):
                 return False, 0.0
             if not self.oracle_reward:
                 return True, 0.0
-            values = self._oracle(episode.game, state_from_history(episode.game, turn.history), turn.seat)[0]
-            game = load_game(episode.game)
-            span = float(game.max_utility() - game.min_utility()) or 1.0
-            regret = (max(values.values()) - values[int(action)]) / span
+            regret = move_regret(self._oracle, seen, episode.game, turn.history, turn.seat, action)
             quality.append(regret)
             return True, -self.oracle_reward * regret
 

@@ -240,10 +240,9 @@ class Policy(nn.Module):
         )
         # The dtype the network computes in: the base's, or bitsandbytes' compute dtype when 4-bit
         # (whose embeddings peft upcasts to fp32).
-        self.compute_dtype = torch.bfloat16 if load_in_4bit else resolve_dtype(dtype)
-        self.tokenizer, self.model = self._load(
-            resolve_model(model), resolve_dtype(dtype), load_in_4bit, trust_remote_code
-        )
+        weights_dtype = resolve_dtype(dtype)
+        self.compute_dtype = torch.bfloat16 if load_in_4bit else weights_dtype
+        self.tokenizer, self.model = self._load(resolve_model(model), weights_dtype, load_in_4bit, trust_remote_code)
         self.eos_id = self.tokenizer.eos_token_id
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id
         self.value_head: nn.Linear | None = None
@@ -685,17 +684,18 @@ class Policy(nn.Module):
         # games meet the same positions) run once. Score mode computes a position's candidate
         # log-probabilities once and still draws each game's move from its own generator; the decoding
         # modes share an answer only when greedy (their sampling happens inside the decode loop).
+        # where[i]: the index of observation i's first occurrence among the distinct ones
         distinct: dict[tuple, int] = {}
         where = [
             distinct.setdefault((o["prompt"], tuple(o["legal_actions"])), len(distinct))
             if mode == "score" or greedy
-            else len(distinct) + i
+            else i
             for i, o in enumerate(observations)
         ]
         firsts: dict[int, dict] = {}
         for o, u in zip(observations, where):
             firsts.setdefault(u, o)
-        unique = list(firsts.values())
+        unique = list(firsts.values())  # unique[u] is observation u's: indices come in order
         with self.evaluating(), self.adapters_in_base_dtype():
             if mode == "score":
                 return self._score(observations, where, unique, greedy, temp)
@@ -703,8 +703,7 @@ class Policy(nn.Module):
             acted: list[Action] = []
             for start in range(0, len(unique), self.act_batch_size):
                 acted.extend(fn(unique[start : start + self.act_batch_size], greedy, temp))
-        slot = {u: i for i, u in enumerate(firsts)}
-        return [_copy_action(acted[slot[u]]) for u in where]
+        return [_copy_action(acted[u]) for u in where]
 
     @torch.no_grad()
     def action_probabilities(

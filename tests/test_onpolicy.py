@@ -424,7 +424,8 @@ def test_prompt_grouping_judges_every_sampled_answer_at_a_state_alone(tiny_polic
         env=ENV, grouping="prompt", group_size=32, mode="score", temperature=100.0,
         oracle_reward=0.5, oracle="minimax", opponents=["random"],
     )  # fmt: skip
-    rows = dm._state_groups(tiny_policy, [episode])
+    dm._epoch_oracle()
+    rows = dm._state_groups(tiny_policy, [episode], {})
     expected = {"1": -1.0, "3": 0.0, "6": -0.25, "7": -0.5, "9": -0.5}
     assert len(rows) == 32 and {r["group"] for r in rows} == {"e/0"}
     assert rows[0]["completion"] == "3" and rows[0]["episode_id"] == "e/0/0"
