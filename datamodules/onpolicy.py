@@ -33,6 +33,17 @@ played game's result is not comparable with answers that were never played out),
 state's ``group``; GRPO normalises within it. Siblings are training rows only: the game goes on with
 the answer it played.
 
+Where no oracle can judge a move (a cooperative game, hidden information), ``sibling_judge: playout``
+lets the game judge it: every answer at the state, the played one included, is played on by the
+current policy (same mode, temperature and opponent) from the state it leads to, to the end; its value
+is the seat's return there minus the seat's later illegal-answer penalties, or the game's return at
+once where the answer ends the game (a Monte Carlo estimate of the answer's value, as VinePPO,
+Kazemnejad et al. 2024, estimates a state's). An answer with no legal move is valued at the game's
+lowest return, minus its penalty. In score mode, ``distinct_siblings`` makes the group's other
+answers distinct legal moves drawn without replacement from the score policy (Gumbel top-k; Kool et
+al. 2019), so a state with a few legal moves is compared on all of them even when the policy
+almost always picks one (sampled siblings would repeat it).
+
 A resumed run (``--ckpt_path last``) finds the episodes of the epoch it stopped in and plays only
 the missing games; the sampling generator is reseeded per epoch from ``seed`` and the epoch, so the
 same policy weights give the same games.
@@ -62,6 +73,8 @@ from modules.modes import check_mode
 
 #: How rows are grouped (the GRPO comparison set; batches never split a group).
 GROUPINGS: tuple[str, ...] = ("game", "start", "prompt", "none")
+#: How ``grouping: prompt`` judges the answers at one state.
+SIBLING_JUDGES: tuple[str, ...] = ("alone", "playout")
 
 
 def _collate(batch: list[dict]) -> list[dict]:
@@ -180,6 +193,33 @@ def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> N
         raise ConfigError(f"{option} needs a game the oracle can search ({oracle}); {env}: {err}") from None
 
 
+def check_playout_game(env: str, env_kwargs: dict) -> None:
+    """One line when ``sibling_judge: playout`` cannot play on from an answer in ``env``: it needs an
+    OpenSpiel game whose players move one at a time (an answer is then one action)."""
+    import pyspiel
+
+    game = make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", _default_opponent(env))})
+    try:
+        spiel_game = getattr(game.unwrapped, "game", None)
+    finally:
+        game.close()
+    if not hasattr(spiel_game, "get_type"):
+        raise ConfigError(f"--data.sibling_judge playout needs an OpenSpiel game to play on; {env} is not one")
+    if spiel_game.get_type().dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL:
+        raise ConfigError(
+            f"--data.sibling_judge playout needs a game whose players move in turn; {env} has simultaneous "
+            "moves (one answer is not a whole move there)"
+        )
+
+
+def _gumbel_top(logps: list[float], k: int, exclude: int | None, rng: np.random.Generator) -> list[int]:
+    """``k`` distinct indices drawn without replacement with probabilities ``softmax(logps)``
+    (Gumbel top-k), ``exclude`` left out."""
+    keys = np.asarray(logps, dtype=np.float64) + rng.gumbel(size=len(logps))
+    order = [int(i) for i in np.argsort(-keys) if int(i) != exclude]
+    return order[:k]
+
+
 def _default_opponent(env: str) -> str:
     """The opponent an env id is registered with (``self`` for the single-player reasoning envs),
     ``random`` when it names none; an unknown id is left to ``make_env`` to report."""
@@ -207,6 +247,14 @@ class OnPolicyDataModule(L.LightningDataModule):
             (``group_size`` answers at each learner decision state, each judged alone: see the module
             docstring), ``none``.
         group_size: Games per start with ``grouping: start``; answers per state with ``prompt``.
+        sibling_judge: How ``grouping: prompt`` judges each answer at a state: ``alone`` (its own
+            legality and the oracle's ``move_reward``) or ``playout`` (the game played on from that
+            answer by the current policy, to its end: the seat's return there; see the module
+            docstring). ``playout`` needs no oracle, so it also serves cooperative and
+            hidden-information games.
+        distinct_siblings: In score mode, the ``group_size - 1`` other answers at a state are distinct
+            legal moves other than the one played, drawn without replacement (Gumbel top-k) from
+            the score policy, instead of independent samples that repeat the likeliest move.
         oracle_reward: Weight of the oracle's judgement of each legal learner move (see the module
             docstring); 0 disables it.
         oracle: The oracle for ``oracle_reward``: ``minimax`` (exact), ``mcts`` or ``auto`` (exact
@@ -229,6 +277,8 @@ class OnPolicyDataModule(L.LightningDataModule):
         temperature: float | None = None,
         grouping: str = "none",
         group_size: int = 4,
+        sibling_judge: str = "alone",
+        distinct_siblings: bool = False,
         oracle_reward: float = 0.0,
         oracle: str = "auto",
         mcts_simulations: int = 100,
@@ -243,6 +293,14 @@ class OnPolicyDataModule(L.LightningDataModule):
         check_mode(mode, "--data.mode")
         check_choice(grouping, GROUPINGS, "--data.grouping")
         check_choice(oracle, ORACLES, "--data.oracle")
+        check_choice(sibling_judge, SIBLING_JUDGES, "--data.sibling_judge")
+        if (sibling_judge != "alone" or distinct_siblings) and grouping != "prompt":
+            option = "distinct_siblings" if distinct_siblings else "sibling_judge"
+            raise ConfigError(f"--data.{option} applies to grouping: prompt only, got grouping: {grouping}")
+        if distinct_siblings and mode != "score":
+            raise ConfigError(
+                f"--data.distinct_siblings needs mode: score (the other legal moves are the answers), got {mode}"
+            )
         for opponent in opponents or []:
             check_choice(opponent, OPPONENTS, "--data.opponents")
         for name, value in (
@@ -272,6 +330,9 @@ class OnPolicyDataModule(L.LightningDataModule):
         make_env(env, {**(env_kwargs or {}), "opponent": (opponents or [_default_opponent(env)])[0]}).close()
         if oracle_reward:
             check_oracle_game(env, dict(env_kwargs or {}), oracle, "--data.oracle_reward")
+        if sibling_judge == "playout":
+            check_playout_game(env, dict(env_kwargs or {}))
+        self.sibling_judge, self.distinct_siblings = sibling_judge, bool(distinct_siblings)
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self._base_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "opponent"}
         self.opponents = list(opponents or [])
@@ -459,7 +520,10 @@ class OnPolicyDataModule(L.LightningDataModule):
             for n, (_, _, t) in enumerate(turns)
             for j in range(reps)
         ]
-        siblings = policy.act(observations, mode=self.mode, temperature=self.temperature)
+        if self.distinct_siblings:
+            siblings = self._distinct_siblings(policy, turns, reps)
+        else:
+            siblings = policy.act(observations, mode=self.mode, temperature=self.temperature)
         penalty = float(self.env_kwargs.get("illegal_penalty", 1.0))
         env = make_env(self.env, {**self._base_kwargs, "opponent": "self"})
         parse = env.unwrapped.renderer.parse
@@ -476,21 +540,27 @@ class OnPolicyDataModule(L.LightningDataModule):
             quality.append(regret)
             return True, -self.oracle_reward * regret
 
-        rows = []
+        grouped = []
         for n, (episode, index, turn) in enumerate(turns):
             state = state_from_history(episode.game, turn.history)
             legal_ids = set(state.legal_actions(turn.seat))
-            group = f"{episode.episode_id}/{index}"
             answers = [
                 (turn.completion, turn.completion_ids, turn.token_logps, turn.action if turn.legal else None)
             ]
-            for a in siblings[n * reps : (n + 1) * reps]:
+            for a in siblings[n * reps : (n + 1) * reps] if not self.distinct_siblings else siblings[n]:
                 chosen = parse(a.text[:MAX_ANSWER_CHARS], state, turn.seat)
                 action = int(chosen) if chosen is not None and int(chosen) in legal_ids else None
                 answers.append((a.text, a.token_ids, a.token_logps, action))
+            grouped.append((episode, index, turn, answers))
+        played_on = self._playouts(policy, grouped) if self.sibling_judge == "playout" else {}
+        rows = []
+        for n, (episode, index, turn, answers) in enumerate(grouped):
+            group = f"{episode.episode_id}/{index}"
             for j, (text, ids, logps, action) in enumerate(answers):
                 legal, move_reward = judge(episode, turn, action)
                 step_reward = 0.0 if legal else -penalty
+                if self.sibling_judge == "playout":  # the game's result from this answer on
+                    step_reward += played_on[(n, j)]
                 rows.append(
                     {
                         "prompt": turn.prompt,
@@ -512,10 +582,80 @@ class OnPolicyDataModule(L.LightningDataModule):
                         "unit": "turn",
                     }
                 )
+        if played_on:
+            self.rollout_metrics["playout_mean_return"] = sum(played_on.values()) / len(played_on)
         if quality:
             self.rollout_metrics["group_optimal_move_share"] = sum(r <= 1e-9 for r in quality) / len(quality)
             self.rollout_metrics["group_move_regret"] = sum(quality) / len(quality)
         return rows
+
+    def _distinct_siblings(self, policy, turns: list, reps: int) -> list[list]:
+        """``distinct_siblings``: per learner turn, up to ``reps`` legal moves other than the one
+        played, drawn without replacement from the score policy at the rollout temperature."""
+        from modules.policy import Action
+
+        temp = self.temperature if self.temperature is not None else policy.temperature
+        probs = policy.action_probabilities(
+            [t.prompt for _, _, t in turns], [list(t.legal_actions) for _, _, t in turns], temperature=temp
+        )
+        out = []
+        for n, ((_, _, turn), p) in enumerate(zip(turns, probs)):
+            legal = list(turn.legal_actions)
+            played = legal.index(turn.completion) if turn.completion in legal else None
+            rng = np.random.default_rng([abs(self.seed), self.iteration, n, 3])
+            logps = [math.log(max(x, 1e-300)) for x in p]
+            out.append(
+                [
+                    Action(text=legal[c], index=c, logp=logps[c], token_ids=policy.completion_ids(legal[c]))
+                    for c in _gumbel_top(logps, reps, played, rng)
+                ]
+            )
+        return out
+
+    def _playouts(self, policy, grouped: list) -> dict[tuple[int, int], float]:
+        """``sibling_judge: playout``: the value of every answer ``(n, j)`` of ``grouped`` for the seat
+        that gave it: the seat's return (minus its later illegal-answer penalties) in a game played on
+        from the state after the answer by the current policy, in the rollout's mode and temperature,
+        with the episode's opponent; the return itself where the answer ends the game. An answer
+        with no legal move gets the game's lowest return (its illegal penalty is added by the
+        caller)."""
+        from envs import load_game, state_from_history
+
+        values: dict[tuple[int, int], float] = {}
+        todo: dict[str, list] = {}  # opponent -> [(key, seat, history, learner seat)]
+        for n, (episode, _, turn, answers) in enumerate(grouped):
+            for j, (_, _, _, action) in enumerate(answers):
+                if action is None:
+                    values[(n, j)] = float(load_game(episode.game).min_utility())
+                    continue
+                history = list(turn.history) + [int(action)]
+                state = state_from_history(episode.game, history)
+                if state.is_terminal():
+                    values[(n, j)] = float(state.returns()[turn.seat])
+                else:
+                    todo.setdefault(episode.opponent, []).append(((n, j), turn.seat, history, episode.learner_seat))
+        rank, _ = rank_and_world()
+        reseed_global(self.seed, self.iteration, rank, "playouts")
+        for opponent, items in todo.items():
+            engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
+            base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration + 7_919
+            options = [
+                {"history": history, **({"learner_seat": learner} if learner >= 0 else {})}
+                for _, _, history, learner in items
+            ]
+            result = engine.play(
+                policy,
+                [base + k for k in range(len(items))],
+                mode=self.mode,
+                iteration=self.iteration,
+                reset_options=lambda k, options=options: dict(options[k]),
+                progress=f"playouts epoch {self.iteration} vs {opponent}",
+                temperature=self.temperature,
+                tags=[f"/playout{k}" for k in range(len(items))],
+            )
+            for (key, seat, _, _), played in zip(items, result.episodes):
+                values[key] = float(played.returns[seat] - played.penalties[seat])
+        return values
 
     def state_dict(self) -> dict:
         return {"built_epoch": self._built}

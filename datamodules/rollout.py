@@ -175,20 +175,32 @@ class RolloutEngine:
                     "start_history": list((opts or {}).get("history", [])),
                 }
 
+            def finish(i: int, done: Episode) -> None:
+                finished.append((slots[i]["order"], done))
+                if writer:
+                    writer.write(done)
+                bar.update(1)
+                del slots[i]
+
+            def fill(i: int) -> None:
+                """Start the next queued game in env ``i``; a start that is already over (a replayed
+                or played-on history whose remaining moves were all the opponents') ends at once,
+                with no turns, and the next one takes the env."""
+                while queue:
+                    start_next(i)
+                    if "returns" not in slots[i]["info"]:
+                        return
+                    finish(i, self._episode(envs_[i], slots[i], slots[i]["info"], False, mode, iteration))
+
             for i in range(min(self.num_envs, len(queue))):
-                start_next(i)
+                fill(i)
             while slots:
                 for i, (player, act) in self._wave(envs_, slots, learner, settings).items():
                     done = self._step(envs_[i], slots[i], player, act, mode, iteration)
                     if done is None:
                         continue
-                    finished.append((slots[i]["order"], done))
-                    if writer:
-                        writer.write(done)
-                    bar.update(1)
-                    del slots[i]
-                    if queue:
-                        start_next(i)
+                    finish(i, done)
+                    fill(i)
         finally:
             bar.close()
             if writer:

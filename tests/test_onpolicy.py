@@ -444,6 +444,64 @@ def test_prompt_grouping_judges_every_sampled_answer_at_a_state_alone(tiny_polic
     assert sum(r["advantage"] for r in rows) == pytest.approx(0.0, abs=1e-5)  # no per-turn term on top
 
 
+def test_playout_judge_values_each_answer_by_the_game_played_on_from_it(tiny_policy):
+    """``sibling_judge: playout`` with ``distinct_siblings`` on Lewis signaling (secret 2, the
+    sender's turn, the heuristic partner as receiver: it guesses the number a signal names in its
+    convention, red -> 1, green -> 2, blue -> 3). The group holds every signal once, the played one
+    first; each is played on by the partner, so "green" scores 1 and the others 0, and GRPO ranks
+    green first. No oracle is involved: the game itself judges."""
+    from modules.grpo import GRPO
+
+    env = "lightspiel/LewisSignaling-v0"
+    prompt = "Secret: 2. Send a signal."
+    played = Turn(0, prompt, ["red", "green", "blue"], "blue", 2, "blue", True, True, "ok", None, [1], 0.0)
+    episode = Episode("e", "lewis_signaling", env, 0, "heuristic", 0, [played], returns=[0.0, 0.0], penalties=[0.0, 0.0])
+    dm = OnPolicyDataModule(
+        env=env, opponents=["heuristic"], grouping="prompt", group_size=8, mode="score",
+        distinct_siblings=True, sibling_judge="playout",
+    )  # fmt: skip
+    rows = dm._state_groups(tiny_policy, [episode], {})
+    assert [r["completion"] for r in rows][0] == "blue"
+    assert sorted(r["completion"] for r in rows) == ["blue", "green", "red"]  # each legal move once
+    assert {r["completion"]: r["outcome"] for r in rows} == {"red": 0.0, "green": 1.0, "blue": 0.0}
+    GRPO(tiny_policy, advantage="group").assign_advantages(rows)
+    best = max(rows, key=lambda r: r["advantage"])
+    assert best["completion"] == "green" and best["advantage"] > 0
+
+
+def test_playout_judge_in_self_play_ends_at_the_answer_when_the_answer_ends_the_game(tiny_policy):
+    """The receiver's guess ends a Lewis game: each guess is valued by the game's return itself
+    (1 for the secret, 0 otherwise), with no playout; an unreadable guess gets the game's lowest
+    return minus the penalty."""
+    env = "lightspiel/LewisSignaling-v0"
+    played = Turn(1, "Signal: red. Guess.", ["1", "2", "3"], "3", 2, "3", True, True, "ok", None, [2, 0], 1.0)
+    episode = Episode("e", "lewis_signaling", env, 0, "self", -1, [played], returns=[1.0, 1.0], penalties=[0.0, 0.0])
+    dm = OnPolicyDataModule(env=env, grouping="prompt", group_size=3, mode="score", distinct_siblings=True,
+                            sibling_judge="playout")  # fmt: skip
+    rows = dm._state_groups(tiny_policy, [episode], {})
+    assert {r["completion"]: r["outcome"] for r in rows} == {"1": 0.0, "2": 0.0, "3": 1.0}
+    unread = Turn(1, "Signal: red. Guess.", ["1", "2", "3"], "maybe", None, None, False, False, "unparsed",
+                  "random", [2, 0], -1.0)  # fmt: skip
+    episode.turns = [unread]
+    dm = OnPolicyDataModule(env=env, grouping="prompt", group_size=2, mode="score", sibling_judge="playout")
+    rows = dm._state_groups(tiny_policy, [episode], {})
+    assert rows[0]["outcome"] == -1.0 and not rows[0]["legal"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sibling_judge": "playout"}, "--data.sibling_judge applies to grouping: prompt only"),
+        ({"grouping": "prompt", "sibling_judge": "playouts"}, "did you mean 'playout'"),
+        ({"grouping": "prompt", "distinct_siblings": True, "mode": "generate"}, "--data.distinct_siblings needs mode: score"),
+        ({"env": "lightspiel/OpenSpiel-v0", "env_kwargs": {"game": "matrix_rps"}, "grouping": "prompt", "sibling_judge": "playout"}, "simultaneous"),
+    ],
+)
+def test_sibling_options_are_checked_before_any_game(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        OnPolicyDataModule(**{"env": ENV, **kwargs})
+
+
 def test_grpo_fit_with_prompt_groups_trains_on_the_sampled_answers(tmp_path, tiny_config):
     """A few-step fit with ``grouping: prompt``: every learner turn brings ``group_size`` rows, the
     groups are kept whole, and the run writes its checkpoint, events and episodes."""
