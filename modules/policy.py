@@ -69,13 +69,15 @@ class _CastLinear(nn.Module):
 
 
 def _flatten_rows(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of the output layer: its input as one 2-D matrix (see :meth:`Policy._load`);
+    the leading shape waits on a per-module stack, so nested or repeated calls each get their own."""
     x = args[0]
-    module._lightspiel_lead = x.shape[:-1]
+    module.__dict__.setdefault("_lightspiel_leads", []).append(x.shape[:-1])
     return (x.reshape(-1, x.shape[-1]), *args[1:])
 
 
 def _unflatten_rows(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
-    return out.view(*module._lightspiel_lead, out.shape[-1])
+    return out.view(*module.__dict__["_lightspiel_leads"].pop(), out.shape[-1])
 
 
 def cache_dir() -> Path:
