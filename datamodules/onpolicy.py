@@ -113,9 +113,18 @@ def episode_rows(episode: Episode, group: str, move_rewards: list[float] | None 
                     "group": group,
                     "legal": turn.legal,
                     "step_reward": float(turn.reward),
+                    **score_choice(episode.mode, turn.legal_actions, turn.completion),
                 }
             )
     return rows
+
+
+def score_choice(mode: str, legal_actions: list[str], answer: str) -> dict:
+    """A score-mode answer's moves and its index among them (``candidates``, ``candidate``: what
+    GRPO's ``score_objective: candidates`` normalises over); nothing for other modes."""
+    if mode != "score" or answer not in legal_actions:
+        return {}
+    return {"candidates": list(legal_actions), "candidate": list(legal_actions).index(answer)}
 
 
 def move_regret(values_of, seen: dict, game: str, history: list[int], seat: int, action: int) -> float:
@@ -483,6 +492,8 @@ class OnPolicyDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"epoch {self.iteration}: {len(self.last_episodes)} games gave no learner turns to train on"
             )
+        for r in rows:
+            r["temperature"] = self.temperature  # what the answers were sampled at (None: the policy's)
         if module is not None:
             stats = require(module, AdvantageEstimator, "OnPolicyDataModule", "a model").assign_advantages(
                 rows
@@ -580,6 +591,7 @@ class OnPolicyDataModule(L.LightningDataModule):
                         "legal": legal,
                         "step_reward": step_reward,
                         "unit": "turn",
+                        **score_choice(self.mode, turn.legal_actions, text),
                     }
                 )
         if played_on:

@@ -44,8 +44,8 @@ class GRPO(OnPolicyModule):
         scale_std: Divide by the group's standard deviation (GRPO); false is Dr. GRPO.
         rae_decay: Decay of the role baselines' moving average.
         beta: Coefficient of the KL to the reference (0: no reference pass).
-        clip_eps, kl_estimator, target_kl, kl_horizon, loss_aggregation, legal_nll_coef, lr, weight_decay,
-            warmup_steps: See :class:`~modules.onpolicy.OnPolicyModule`.
+        clip_eps, kl_estimator, target_kl, kl_horizon, loss_aggregation, legal_nll_coef, score_objective, lr,
+            weight_decay, warmup_steps: See :class:`~modules.onpolicy.OnPolicyModule`.
     """
 
     def __init__(
@@ -61,6 +61,7 @@ class GRPO(OnPolicyModule):
         kl_horizon: float = 10000.0,
         loss_aggregation: str = "sequence_mean",
         legal_nll_coef: float = 0.0,
+        score_objective: str = "tokens",
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
@@ -76,6 +77,7 @@ class GRPO(OnPolicyModule):
             kl_horizon=kl_horizon,
             loss_aggregation=loss_aggregation,
             legal_nll_coef=legal_nll_coef,
+            score_objective=score_objective,
             lr=lr,
             weight_decay=weight_decay,
             warmup_steps=warmup_steps,

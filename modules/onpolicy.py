@@ -24,6 +24,9 @@ from modules.losses import (
 )
 from modules.policy import Policy
 
+#: What score-mode rows' ratio and KL are computed on (see ``score_objective``).
+SCORE_OBJECTIVES: tuple[str, ...] = ("tokens", "candidates")
+
 
 class OnPolicyModule(PolicyModule):
     """Base of :class:`~modules.ppo.PPO` and :class:`~modules.grpo.GRPO`.
@@ -42,6 +45,13 @@ class OnPolicyModule(PolicyModule):
             The policy loss alone moves an answer only as far as its advantage says; this term keeps
             the answers that parsed and were legal, their end-of-turn token included, likely, as RPO
             does for DPO's chosen answers. 0 disables it.
+        score_objective: What the ratio and the KL are computed on for rows played in score mode:
+            ``tokens`` (the answer's token log-probabilities, as for generated answers) or
+            ``candidates`` (the probability score mode actually sampled the move with: the softmax,
+            at the rollout's temperature, of every legal move's log-likelihood). With ``candidates``
+            a rewarded move gains at the expense of the other legal moves only, not of text that
+            was never a choice, and a move the policy rarely picks moves as fast as a likely one.
+            GRPO only (PPO's value head reads the token pass).
         lr, weight_decay, warmup_steps: AdamW and warmup.
     """
 
@@ -58,11 +68,19 @@ class OnPolicyModule(PolicyModule):
         loss_aggregation: str = "token_mean",
         max_completion_tokens: int | None = None,
         legal_nll_coef: float = 0.0,
+        score_objective: str = "tokens",
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
     ) -> None:
         super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps)
+        check_choice(score_objective, SCORE_OBJECTIVES, "--model.score_objective")
+        if score_objective == "candidates" and self.uses_values:
+            raise ConfigError(
+                f"--model.score_objective candidates is for GRPO: {type(self).__name__}'s value head reads "
+                "the token pass; use tokens"
+            )
+        self.score_objective = score_objective
         if not 0 < clip_eps < 1:
             raise ConfigError(f"--model.clip_eps must be in (0, 1), got {clip_eps}")
         if kl_coef < 0:
@@ -97,6 +115,19 @@ class OnPolicyModule(PolicyModule):
         denominator should come from the same computation (here up to the rounding of another batch
         layout, as the update's batches are shuffled); in fp32 they agree to 1e-5 and are kept."""
         policy = self.policy
+        if self.score_objective == "candidates":
+            missing = [r for r in rows if not r.get("candidates")]
+            if missing:
+                raise ConfigError(
+                    "--model.score_objective candidates needs rollouts in score mode (--data.mode score): "
+                    f"{len(missing)} of {len(rows)} rows have no legal moves to normalise over"
+                )
+            with policy.evaluating():
+                for start in range(0, len(rows), batch_size):
+                    chunk = rows[start : start + batch_size]
+                    for r, lp in zip(chunk, self._candidate_logps(chunk).tolist()):
+                        r["old_logps"] = [lp]
+            return
         low_precision = policy.compute_dtype in (torch.bfloat16, torch.float16)
         todo = [r for r in rows if low_precision or r["old_logps"] is None or r["completion_ids"] is None]
         for r in todo:
@@ -117,9 +148,31 @@ class OnPolicyModule(PolicyModule):
                     if values is not None:
                         r["value"] = float(values[k])
 
+    def _candidate_logps(self, rows: list[dict]) -> torch.Tensor:  # [N]
+        """Each row's move's log-probability under score mode's policy: the log-softmax, at the
+        row's sampling temperature, of the summed log-likelihoods of its legal moves. Rows that share
+        a prompt and moves (the answers of one state) share one pass."""
+        policy = self.policy
+        keys = [(r["prompt"], tuple(r["candidates"])) for r in rows]
+        unique = list(dict.fromkeys(keys))
+        where = {k: u for u, k in enumerate(unique)}
+        scores = policy.completion_logps(
+            [policy.prompt_ids(p) for p, _ in unique],
+            [[policy.completion_ids(c) for c in cands] for _, cands in unique],
+        )  # [U, K], -inf where a state has fewer moves
+        temps = torch.tensor(
+            [float(r.get("temperature") or policy.temperature) for r in rows], device=scores.device
+        )
+        picked = scores[[where[k] for k in keys]]  # [N, K]
+        logp = torch.log_softmax(picked.float() / temps[:, None], dim=-1)
+        index = torch.tensor([int(r["candidate"]) for r in rows], device=scores.device)
+        return logp.gather(-1, index[:, None]).squeeze(-1)
+
     # ------------------------------------------------------------------ the update
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
         policy = self.policy
+        if self.score_objective == "candidates":
+            return self._candidate_step(batch)
         prompts = [policy.prompt_ids(r["prompt"]) for r in batch]
         completions = [r["completion_ids"] for r in batch]
         logps, mask, values = policy.token_logps(prompts, completions, values=self.uses_values)
@@ -150,6 +203,30 @@ class OnPolicyModule(PolicyModule):
             value_loss = self.value_loss(values, batch)
             loss = loss + self.vf_coef * value_loss
             logs["train/value_loss"] = float(value_loss.detach())
+        logs["train/loss"] = float(loss.detach())
+        logs["train/advantage_abs"] = float(adv.abs().mean())
+        self.log_dict(logs, batch_size=len(batch), prog_bar=False)
+        self.log("train/loss_step", loss.detach(), batch_size=len(batch), prog_bar=True, logger=False)
+        return loss
+
+    def _candidate_step(self, batch: list[dict]) -> torch.Tensor:
+        """``score_objective: candidates``: the clipped objective and the KL on each row's move
+        probability among its legal moves (one "token" per row)."""
+        logps = self._candidate_logps(batch)[:, None]  # [N, 1]
+        old = torch.tensor([[float(r["old_logps"][0])] for r in batch], device=logps.device)
+        mask = torch.ones_like(logps, dtype=torch.bool)
+        adv = torch.tensor([float(r["advantage"]) for r in batch], device=logps.device)
+        loss, stats = ppo_policy_loss(logps, old, adv, mask, self.clip_eps, "token_mean")
+        logs = {f"train/{k}": float(v) for k, v in stats.items()}
+        logs["train/policy_loss"] = float(loss.detach())
+        if self.kl.value > 0:
+            with torch.no_grad(), self.policy.reference():
+                ref = self._candidate_logps(batch)[:, None]
+            kl = masked_mean(kl_penalty(logps, ref, self.kl_estimator), mask)
+            loss = loss + self.kl.value * kl
+            logs["train/kl"] = float(kl.detach())
+            logs["train/kl_coef"] = self.kl.value
+            self.kl.update(float(kl.detach()), len(batch))
         logs["train/loss"] = float(loss.detach())
         logs["train/advantage_abs"] = float(adv.abs().mean())
         self.log_dict(logs, batch_size=len(batch), prog_bar=False)

@@ -1,6 +1,7 @@
 """Seats and players in the rollout engine, on-policy rows, PPO and GRPO on a tiny model."""
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -500,6 +501,52 @@ def test_playout_judge_in_self_play_ends_at_the_answer_when_the_answer_ends_the_
 def test_sibling_options_are_checked_before_any_game(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         OnPolicyDataModule(**{"env": ENV, **kwargs})
+
+
+def _lewis_sender_rows(policy, advantages: dict[str, float]) -> list[dict]:
+    from datamodules.onpolicy import score_choice
+
+    prompt, legal = "Secret: 2. Send a signal.", ["red", "green", "blue"]
+    return [
+        {"prompt": prompt, "completion": m, "completion_ids": policy.completion_ids(m), "old_logps": None,
+         "advantage": advantages[m], "temperature": None, **score_choice("score", legal, m)}
+        for m in legal
+    ]  # fmt: skip
+
+
+def test_candidate_objective_moves_score_modes_own_probabilities(tiny_policy):
+    """``score_objective: candidates``: the old log-probabilities of a state's answers are score
+    mode's sampling distribution over its legal moves (they add up to 1), and a few steps on a
+    rewarded move make score mode pick it more often, at the other legal moves' expense."""
+    from modules.grpo import GRPO
+
+    grpo = GRPO(tiny_policy, beta=0.0, clip_eps=0.5, lr=5e-3, score_objective="candidates")
+    rows = _lewis_sender_rows(tiny_policy, {"red": -1.0, "green": 2.0, "blue": -1.0})
+    grpo.fill_old_logps(rows)
+    assert sum(math.exp(r["old_logps"][0]) for r in rows) == pytest.approx(1.0, abs=1e-4)
+    before = tiny_policy.action_probabilities([rows[0]["prompt"]], [rows[0]["candidates"]])[0]
+    optimizer = torch.optim.Adam([p for p in tiny_policy.parameters() if p.requires_grad], lr=5e-3)
+    grpo.log_dict = grpo.log = lambda *a, **k: None  # no trainer attached
+    for _ in range(5):
+        optimizer.zero_grad()
+        grpo.training_step(rows, 0).backward()
+        optimizer.step()
+    after = tiny_policy.action_probabilities([rows[0]["prompt"]], [rows[0]["candidates"]])[0]
+    assert after[1] > before[1] + 0.05
+    assert after[0] < before[0] and after[2] < before[2]
+
+
+def test_candidate_objective_needs_score_rollouts_and_grpo(tiny_policy):
+    from modules.grpo import GRPO
+
+    grpo = GRPO(tiny_policy, score_objective="candidates")
+    rows = _lewis_sender_rows(tiny_policy, {"red": 0.0, "green": 0.0, "blue": 0.0})
+    for r in rows:
+        del r["candidates"], r["candidate"]  # as generate-mode rows come
+    with pytest.raises(ConfigError, match="needs rollouts in score mode \\(--data.mode score\\)"):
+        grpo.fill_old_logps(rows)
+    with pytest.raises(ConfigError, match="did you mean 'candidates'"):
+        GRPO(tiny_policy, score_objective="candidate")
 
 
 def test_grpo_fit_with_prompt_groups_trains_on_the_sampled_answers(tmp_path, tiny_config):
