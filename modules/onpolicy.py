@@ -44,7 +44,9 @@ class OnPolicyModule(PolicyModule):
             the rollout's own legal answers (rows the env read as a legal move), added to the loss.
             The policy loss alone moves an answer only as far as its advantage says; this term keeps
             the answers that parsed and were legal, their end-of-turn token included, likely, as RPO
-            does for DPO's chosen answers. 0 disables it.
+            does for DPO's chosen answers. 0 disables it. With ``score_objective: candidates`` it is
+            the NLL of each row's legal move as a whole answer (every move of a state's group at equal
+            weight), so free-text answers keep the bare form of a move while score mode chooses.
         score_objective: What the ratio and the KL are computed on for rows played in score mode:
             ``tokens`` (the answer's token log-probabilities, as for generated answers) or
             ``candidates`` (the probability score mode actually sampled the move with: the softmax,
@@ -148,10 +150,11 @@ class OnPolicyModule(PolicyModule):
                     if values is not None:
                         r["value"] = float(values[k])
 
-    def _candidate_logps(self, rows: list[dict]) -> torch.Tensor:  # [N]
-        """Each row's move's log-probability under score mode's policy: the log-softmax, at the
-        row's sampling temperature, of the summed log-likelihoods of its legal moves. Rows that share
-        a prompt and moves (the answers of one state) share one pass."""
+    def _candidate_logps(self, rows: list[dict], with_nll: bool = False):
+        """Each row's move's log-probability under score mode's policy (# [N]): the log-softmax, at
+        the row's sampling temperature, of the summed log-likelihoods of its legal moves. Rows that
+        share a prompt and moves (the answers of one state) share one pass. ``with_nll``: also each
+        move's per-token negative log-likelihood as a whole answer (# [N], end-of-turn included)."""
         policy = self.policy
         keys = [(r["prompt"], tuple(r["candidates"])) for r in rows]
         unique = list(dict.fromkeys(keys))
@@ -166,7 +169,14 @@ class OnPolicyModule(PolicyModule):
         picked = scores[[where[k] for k in keys]]  # [N, K]
         logp = torch.log_softmax(picked.float() / temps[:, None], dim=-1)
         index = torch.tensor([int(r["candidate"]) for r in rows], device=scores.device)
-        return logp.gather(-1, index[:, None]).squeeze(-1)
+        chosen = logp.gather(-1, index[:, None]).squeeze(-1)
+        if not with_nll:
+            return chosen
+        raw = picked.float().gather(-1, index[:, None]).squeeze(-1)
+        tokens = torch.tensor(
+            [len(policy.completion_ids(r["candidates"][int(r["candidate"])])) for r in rows], device=raw.device
+        )
+        return chosen, -raw / tokens
 
     # ------------------------------------------------------------------ the update
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
@@ -212,7 +222,8 @@ class OnPolicyModule(PolicyModule):
     def _candidate_step(self, batch: list[dict]) -> torch.Tensor:
         """``score_objective: candidates``: the clipped objective and the KL on each row's move
         probability among its legal moves (one "token" per row)."""
-        logps = self._candidate_logps(batch)[:, None]  # [N, 1]
+        logps, nll = self._candidate_logps(batch, with_nll=True)
+        logps = logps[:, None]  # [N, 1]
         old = torch.tensor([[float(r["old_logps"][0])] for r in batch], device=logps.device)
         mask = torch.ones_like(logps, dtype=torch.bool)
         adv = torch.tensor([float(r["advantage"]) for r in batch], device=logps.device)
@@ -227,6 +238,9 @@ class OnPolicyModule(PolicyModule):
             logs["train/kl"] = float(kl.detach())
             logs["train/kl_coef"] = self.kl.value
             self.kl.update(float(kl.detach()), len(batch))
+        if self.legal_nll_coef:  # every legal move at equal weight: the answer's form, not its choice
+            loss = loss + self.legal_nll_coef * nll.mean()
+            logs["train/legal_nll"] = float(nll.mean().detach())
         logs["train/loss"] = float(loss.detach())
         logs["train/advantage_abs"] = float(adv.abs().mean())
         self.log_dict(logs, batch_size=len(batch), prog_bar=False)

@@ -536,6 +536,32 @@ def test_candidate_objective_moves_score_modes_own_probabilities(tiny_policy):
     assert after[0] < before[0] and after[2] < before[2]
 
 
+def test_candidate_objective_with_legal_nll_makes_every_legal_move_a_likelier_answer(tiny_policy):
+    """With ``legal_nll_coef`` and no advantage, the candidate objective still raises each legal
+    move's likelihood as a whole answer (its text and the end-of-turn token): free text is kept to
+    the moves while score mode chooses among them. Without the term, zero advantages change nothing."""
+    from modules.grpo import GRPO
+
+    rows = _lewis_sender_rows(tiny_policy, {"red": 0.0, "green": 0.0, "blue": 0.0})
+    ids = ([tiny_policy.prompt_ids(rows[0]["prompt"])], [[r["completion_ids"] for r in rows]])
+    with torch.no_grad(), tiny_policy.evaluating():
+        before = tiny_policy.completion_logps(*ids)[0]
+    after = {}
+    for coef in (0.0, 1.0):
+        grpo = GRPO(tiny_policy, beta=0.0, score_objective="candidates", legal_nll_coef=coef)
+        grpo.fill_old_logps(rows)
+        optimizer = torch.optim.Adam([p for p in tiny_policy.parameters() if p.requires_grad], lr=5e-3)
+        grpo.log_dict = grpo.log = lambda *a, **k: None
+        for _ in range(10):
+            optimizer.zero_grad()
+            grpo.training_step(rows, 0).backward()
+            optimizer.step()
+        with torch.no_grad(), tiny_policy.evaluating():
+            after[coef] = tiny_policy.completion_logps(*ids)[0]
+    assert torch.allclose(after[0.0], before)
+    assert bool((after[1.0] > before + 0.2).all()), (before, after[1.0])
+
+
 def test_candidate_objective_needs_score_rollouts_and_grpo(tiny_policy):
     from modules.grpo import GRPO
 
