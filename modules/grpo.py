@@ -122,13 +122,14 @@ class GRPO(OnPolicyModule):
             if any(r.get("unit") == "turn" for r in rows):
                 cause = (
                     "every answer sampled at a state was judged alike (e.g. all illegal, or all the same "
-                    "move): a higher --data.temperature or --data.group_size gives the groups something to compare"
+                    "move): a higher --data.temperature or --data.group_size, or --data.distinct_siblings in "
+                    "score mode, gives the groups something to compare"
                 )
             else:
                 cause = (
                     "nothing is learned from them but per-turn terms (penalties, the oracle's move reward); a "
                     "shared reward grouped by game (a cooperative game with --data.grouping game) does this: "
-                    "use grouping 'start' or --model.advantage rae"
+                    "use grouping 'start', grouping 'prompt' with --data.sibling_judge playout, or --model.advantage rae"
                 )
             rank_zero_warn(
                 f"GRPO: {zero_share:.0%} of the groups have all-equal rewards, so their advantages are 0; {cause}"
