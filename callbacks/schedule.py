@@ -38,7 +38,9 @@ class EvaluationSchedule(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run stopped before max_epochs whose stop was decided after this callback's epoch end
-        # (a timer or early stopping running later in the callback list) still ends evaluated.
+        # (a timer or early stopping running later in the callback list) still ends evaluated. That
+        # evaluation comes after the epoch's checkpoint was written: the report files hold it, the
+        # checkpoint's callback state does not (a run resumed from it evaluates its next epochs as usual).
         if self._epoch_trained is not None and self._epoch_evaluated != self._epoch_trained:
             self._evaluate_epoch(trainer, pl_module, self._epoch_trained)
 
