@@ -306,19 +306,26 @@ def test_grpo_role_baselines_survive_a_resume(tmp_path, tiny_config):
 
 
 def test_cooperative_grpo_config_fits_and_compares_wins(tmp_path, tiny_config):
-    """The shipped cooperative config, shrunk: G games per start, both seats trained, and the
-    tournament compares the win (shared reward earned), since nobody can lose this game."""
+    """The shipped cooperative config, shrunk: games dealt round-robin to the heuristic partner (one
+    learner seat) and to self-play (both seats trained), the answers of every state played on, and
+    the tournament compares the win (shared reward earned) in both modes, since nobody can lose."""
     cfg, run = _fit_config(tmp_path, tiny_config, "cooperative_grpo_selfplay.yaml", num_episodes=3)
     cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1"])
     assert (run / "checkpoints" / "last.ckpt").exists()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     episodes = [json.loads(x) for x in (run / "iter_000" / "episodes.jsonl").read_text().splitlines()]
-    assert len(episodes) == 3 * 2  # 3 starts x group_size 2 (the tiny size)
-    assert len({e["seed"] for e in episodes}) == 3
-    assert all({t["seat"] for t in e["turns"] if t["learner"]} == {0, 1} for e in episodes)
+    assert sorted(e["opponent"] for e in episodes) == ["heuristic", "heuristic", "self"]
+    for e in episodes:
+        seats = {t["seat"] for t in e["turns"] if t["learner"]}
+        assert seats == ({0, 1} if e["opponent"] == "self" else {e["learner_seat"]})
     report = json.loads((run / "reports" / "tournament_comparison.json").read_text())
-    row = report["comparison"]["generate"]["self"]
-    assert report["rate"] == "win" and row["rate"] == "win" and "win_before" in row
+    for mode in ("score", "generate"):
+        row = report["comparison"][mode]["self"]
+        assert report["rate"] == "win" and row["rate"] == "win" and "win_before" in row
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert "rollout/playout_mean_return" in events.Tags()["scalars"]  # the answers were played on
 
 
 def test_legal_nll_term_makes_the_rollouts_legal_answers_likelier(tiny_policy):
