@@ -242,8 +242,10 @@ def test_grpo_trains_on_math_with_groups_of_answers_per_problem(tmp_path, tiny_c
     cfg, run = tiny_config(tmp_path, "cooperative_grpo_selfplay.yaml")
     config = yaml.safe_load(cfg.read_text())
     config["data"]["init_args"].update(
-        env="lightspiel/Math-v0", env_kwargs={}, opponents=None, num_episodes=3
-    )
+        env="lightspiel/Math-v0", env_kwargs={}, opponents=None, num_episodes=3, mode="generate",
+        grouping="start", sibling_judge="alone", distinct_siblings=False,
+    )  # fmt: skip
+    config["model"]["init_args"]["score_objective"] = "tokens"
     config["trainer"]["callbacks"] = [
         {"class_path": "callbacks.ReasoningEval", "init_args": {"num_problems": 2, "at_start": False}}
     ]
