@@ -175,17 +175,24 @@ def judge_moves(
     return out, stats
 
 
-def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> None:
-    """One line naming ``option`` when ``oracle`` cannot value the moves of ``env``'s game."""
-    from envs.oracles import SearchTooLargeError, check_mcts_game, check_minimax_game
-
+def _spiel_game(env: str, env_kwargs: dict, needs: str):
+    """The OpenSpiel game behind ``env``; one line (``needs``, then that ``env`` is not one) when
+    there is none (a reasoning env)."""
     game = make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", _default_opponent(env))})
     try:
         spiel_game = getattr(game.unwrapped, "game", None)
     finally:
         game.close()
     if not hasattr(spiel_game, "get_type"):
-        raise ConfigError(f"{option} needs an OpenSpiel game to search; {env} is not one")
+        raise ConfigError(f"{needs}; {env} is not one")
+    return spiel_game
+
+
+def check_oracle_game(env: str, env_kwargs: dict, oracle: str, option: str) -> None:
+    """One line naming ``option`` when ``oracle`` cannot value the moves of ``env``'s game."""
+    from envs.oracles import SearchTooLargeError, check_mcts_game, check_minimax_game
+
+    spiel_game = _spiel_game(env, env_kwargs, f"{option} needs an OpenSpiel game to search")
     try:  # two players, zero-sum, perfect information, sequential: what minimax values assume
         check_minimax_game(spiel_game)
     except SearchTooLargeError:
@@ -207,13 +214,7 @@ def check_playout_game(env: str, env_kwargs: dict) -> None:
     OpenSpiel game whose players move one at a time (an answer is then one action)."""
     import pyspiel
 
-    game = make_env(env, {**env_kwargs, "opponent": env_kwargs.get("opponent", _default_opponent(env))})
-    try:
-        spiel_game = getattr(game.unwrapped, "game", None)
-    finally:
-        game.close()
-    if not hasattr(spiel_game, "get_type"):
-        raise ConfigError(f"--data.sibling_judge playout needs an OpenSpiel game to play on; {env} is not one")
+    spiel_game = _spiel_game(env, env_kwargs, "--data.sibling_judge playout needs an OpenSpiel game to play on")
     if spiel_game.get_type().dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL:
         raise ConfigError(
             f"--data.sibling_judge playout needs a game whose players move in turn; {env} has simultaneous "
@@ -522,19 +523,20 @@ class OnPolicyDataModule(L.LightningDataModule):
         reps = self.group_size - 1
         rank, _ = rank_and_world()
         reseed_global(self.seed, self.iteration, rank, "siblings")  # the same siblings after a resume
-        observations = [
-            {
-                "prompt": t.prompt,
-                "legal_actions": list(t.legal_actions),
-                "rng": np.random.default_rng([abs(self.seed), self.iteration, n, j]),
-            }
-            for n, (_, _, t) in enumerate(turns)
-            for j in range(reps)
-        ]
         if self.distinct_siblings:
             siblings = self._distinct_siblings(policy, turns, reps)
         else:
-            siblings = policy.act(observations, mode=self.mode, temperature=self.temperature)
+            observations = [
+                {
+                    "prompt": t.prompt,
+                    "legal_actions": list(t.legal_actions),
+                    "rng": np.random.default_rng([abs(self.seed), self.iteration, n, j]),
+                }
+                for n, (_, _, t) in enumerate(turns)
+                for j in range(reps)
+            ]
+            sampled = policy.act(observations, mode=self.mode, temperature=self.temperature)
+            siblings = [sampled[n * reps : (n + 1) * reps] for n in range(len(turns))]
         penalty = float(self.env_kwargs.get("illegal_penalty", 1.0))
         env = make_env(self.env, {**self._base_kwargs, "opponent": "self"})
         parse = env.unwrapped.renderer.parse
@@ -558,7 +560,7 @@ class OnPolicyDataModule(L.LightningDataModule):
             answers = [
                 (turn.completion, turn.completion_ids, turn.token_logps, turn.action if turn.legal else None)
             ]
-            for a in siblings[n * reps : (n + 1) * reps] if not self.distinct_siblings else siblings[n]:
+            for a in siblings[n]:
                 chosen = parse(a.text[:MAX_ANSWER_CHARS], state, turn.seat)
                 action = int(chosen) if chosen is not None and int(chosen) in legal_ids else None
                 answers.append((a.text, a.token_ids, a.token_logps, action))
