@@ -127,7 +127,7 @@ class OnPolicyModule(PolicyModule):
             with policy.evaluating():
                 for start in range(0, len(rows), batch_size):
                     chunk = rows[start : start + batch_size]
-                    for r, lp in zip(chunk, self._candidate_logps(chunk).tolist()):
+                    for r, lp in zip(chunk, self._candidate_logps(chunk)[0].tolist()):
                         r["old_logps"] = [lp]
             return
         low_precision = policy.compute_dtype in (torch.bfloat16, torch.float16)
@@ -150,54 +150,59 @@ class OnPolicyModule(PolicyModule):
                     if values is not None:
                         r["value"] = float(values[k])
 
-    def _candidate_logps(self, rows: list[dict], with_nll: bool = False):
+    def _candidate_logps(self, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's move's log-probability under score mode's policy (# [N]): the log-softmax, at
-        the row's sampling temperature, of the summed log-likelihoods of its legal moves. Rows that
-        share a prompt and moves (the answers of one state) share one pass. ``with_nll``: also each
-        move's per-token negative log-likelihood as a whole answer (# [N], end-of-turn included)."""
+        the row's sampling temperature, of the summed log-likelihoods of its legal moves; and the
+        move's per-token negative log-likelihood as a whole answer (# [N], end-of-turn included).
+        Rows that share a prompt and moves (the answers of one state) share one pass."""
         policy = self.policy
         keys = [(r["prompt"], tuple(r["candidates"])) for r in rows]
         unique = list(dict.fromkeys(keys))
         where = {k: u for u, k in enumerate(unique)}
-        scores = policy.completion_logps(
-            [policy.prompt_ids(p) for p, _ in unique],
-            [[policy.completion_ids(c) for c in cands] for _, cands in unique],
-        )  # [U, K], -inf where a state has fewer moves
+        ids = [[policy.completion_ids(c) for c in cands] for _, cands in unique]
+        scores = policy.completion_logps([policy.prompt_ids(p) for p, _ in unique], ids)  # [U, K], -inf
+        # where a state has fewer moves
         temps = torch.tensor(
             [float(r.get("temperature") or policy.temperature) for r in rows], device=scores.device
         )
-        picked = scores[[where[k] for k in keys]]  # [N, K]
+        rows_of = [where[k] for k in keys]
+        picked = scores[rows_of]  # [N, K]
         logp = torch.log_softmax(picked.float() / temps[:, None], dim=-1)
         index = torch.tensor([int(r["candidate"]) for r in rows], device=scores.device)
         chosen = logp.gather(-1, index[:, None]).squeeze(-1)
-        if not with_nll:
-            return chosen
         raw = picked.float().gather(-1, index[:, None]).squeeze(-1)
-        tokens = torch.tensor(
-            [len(policy.completion_ids(r["candidates"][int(r["candidate"])])) for r in rows], device=raw.device
-        )
+        tokens = torch.tensor([len(ids[u][int(r["candidate"])]) for u, r in zip(rows_of, rows)], device=raw.device)
         return chosen, -raw / tokens
 
     # ------------------------------------------------------------------ the update
-    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
-        policy = self.policy
+    def _batch_logps(self, batch: list[dict], values: bool = False):
+        """What the update compares for ``batch``: ``(logps, mask, values, nll)``, with ``logps`` and
+        ``mask`` # [N, L] per token (``score_objective: candidates``: L = 1, the move's score-mode
+        log-probability), the value head's estimates when asked, and each row's per-token NLL as a
+        whole answer # [N]."""
         if self.score_objective == "candidates":
-            return self._candidate_step(batch)
-        prompts = [policy.prompt_ids(r["prompt"]) for r in batch]
-        completions = [r["completion_ids"] for r in batch]
-        logps, mask, values = policy.token_logps(prompts, completions, values=self.uses_values)
+            chosen, nll = self._candidate_logps(batch)
+            return chosen[:, None], torch.ones_like(chosen[:, None], dtype=torch.bool), None, nll
+        policy = self.policy
+        logps, mask, vals = policy.token_logps(
+            [policy.prompt_ids(r["prompt"]) for r in batch], [r["completion_ids"] for r in batch], values=values
+        )
+        return logps, mask, vals, -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
+        logps, mask, values, per_row = self._batch_logps(batch, values=self.uses_values)
         old = torch.zeros_like(logps)
         for i, r in enumerate(batch):
             old[i, : len(r["old_logps"])] = torch.tensor(r["old_logps"], dtype=old.dtype)
         adv = torch.tensor([float(r["advantage"]) for r in batch], device=logps.device)
-        loss, stats = ppo_policy_loss(
-            logps, old, adv, mask, self.clip_eps, self.loss_aggregation, self.max_completion_tokens
-        )
+        # One "token" per row under the candidate objective: no length to normalise.
+        aggregation = "token_mean" if self.score_objective == "candidates" else self.loss_aggregation
+        loss, stats = ppo_policy_loss(logps, old, adv, mask, self.clip_eps, aggregation, self.max_completion_tokens)
         logs = {f"train/{k}": float(v) for k, v in stats.items()}
         logs["train/policy_loss"] = float(loss.detach())
         if self.kl.value > 0:
-            with torch.no_grad(), policy.reference():
-                ref, _, _ = policy.token_logps(prompts, completions)
+            with torch.no_grad(), self.policy.reference():
+                ref = self._batch_logps(batch)[0]
             kl = masked_mean(kl_penalty(logps, ref, self.kl_estimator), mask)
             loss = loss + self.kl.value * kl
             logs["train/kl"] = float(kl.detach())
@@ -205,7 +210,6 @@ class OnPolicyModule(PolicyModule):
             self.kl.update(float(kl.detach()), len(batch))
         legal = torch.tensor([bool(r.get("legal")) for r in batch], device=logps.device)
         if self.legal_nll_coef and bool(legal.any()):
-            per_row = -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # [N] per-token NLL
             nll = per_row[legal].mean()
             loss = loss + self.legal_nll_coef * nll
             logs["train/legal_nll"] = float(nll.detach())
@@ -213,34 +217,6 @@ class OnPolicyModule(PolicyModule):
             value_loss = self.value_loss(values, batch)
             loss = loss + self.vf_coef * value_loss
             logs["train/value_loss"] = float(value_loss.detach())
-        logs["train/loss"] = float(loss.detach())
-        logs["train/advantage_abs"] = float(adv.abs().mean())
-        self.log_dict(logs, batch_size=len(batch), prog_bar=False)
-        self.log("train/loss_step", loss.detach(), batch_size=len(batch), prog_bar=True, logger=False)
-        return loss
-
-    def _candidate_step(self, batch: list[dict]) -> torch.Tensor:
-        """``score_objective: candidates``: the clipped objective and the KL on each row's move
-        probability among its legal moves (one "token" per row)."""
-        logps, nll = self._candidate_logps(batch, with_nll=True)
-        logps = logps[:, None]  # [N, 1]
-        old = torch.tensor([[float(r["old_logps"][0])] for r in batch], device=logps.device)
-        mask = torch.ones_like(logps, dtype=torch.bool)
-        adv = torch.tensor([float(r["advantage"]) for r in batch], device=logps.device)
-        loss, stats = ppo_policy_loss(logps, old, adv, mask, self.clip_eps, "token_mean")
-        logs = {f"train/{k}": float(v) for k, v in stats.items()}
-        logs["train/policy_loss"] = float(loss.detach())
-        if self.kl.value > 0:
-            with torch.no_grad(), self.policy.reference():
-                ref = self._candidate_logps(batch)[:, None]
-            kl = masked_mean(kl_penalty(logps, ref, self.kl_estimator), mask)
-            loss = loss + self.kl.value * kl
-            logs["train/kl"] = float(kl.detach())
-            logs["train/kl_coef"] = self.kl.value
-            self.kl.update(float(kl.detach()), len(batch))
-        if self.legal_nll_coef:  # every legal move at equal weight: the answer's form, not its choice
-            loss = loss + self.legal_nll_coef * nll.mean()
-            logs["train/legal_nll"] = float(nll.mean().detach())
         logs["train/loss"] = float(loss.detach())
         logs["train/advantage_abs"] = float(adv.abs().mean())
         self.log_dict(logs, batch_size=len(batch), prog_bar=False)

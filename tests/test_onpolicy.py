@@ -516,7 +516,7 @@ def _lewis_sender_rows(policy, advantages: dict[str, float]) -> list[dict]:
     prompt, legal = "Secret: 2. Send a signal.", ["red", "green", "blue"]
     return [
         {"prompt": prompt, "completion": m, "completion_ids": policy.completion_ids(m), "old_logps": None,
-         "advantage": advantages[m], "temperature": None, **score_choice("score", legal, m)}
+         "advantage": advantages[m], "temperature": None, "legal": True, **score_choice("score", legal, m)}
         for m in legal
     ]  # fmt: skip
 
