@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import os
 import shutil
@@ -173,6 +174,26 @@ def _copy_action(action: Action) -> Action:
     )
 
 
+def _math_attention_under_grad(method):
+    """Run ``method`` with SDPA's math kernel when autograd records on a CPU model.
+
+    On the CPU, PyTorch's flash-attention kernel with an attention mask is 2x faster than the math
+    kernel forward but 3-5x slower backward (bf16, 4 rows x 9 heads x 80 queries x 111 keys: 1.1 / 9.5
+    ms against 2.5 / 2.8 ms): its backward was 15-19% of a DPO or GRPO step. A pass that will be
+    differentiated therefore takes the math kernel; acting and reference passes keep flash."""
+
+    @functools.wraps(method)
+    def wrapped(self, *args, **kwargs):
+        if not (torch.is_grad_enabled() and self.device.type == "cpu"):
+            return method(self, *args, **kwargs)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]):
+            return method(self, *args, **kwargs)
+
+    return wrapped
+
+
 def _draw(probs: torch.Tensor, rng: np.random.Generator | None) -> int:
     """Sample an index of ``probs``: from the observation's own generator when it carries one
     (``obs["rng"]``: the rollout engine gives each game its own, so what a game samples does not
@@ -181,6 +202,36 @@ def _draw(probs: torch.Tensor, rng: np.random.Generator | None) -> int:
         return int(torch.multinomial(probs, 1))
     cdf = np.cumsum(probs.double().cpu().numpy())
     return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+
+
+class _RowSampler:
+    """A ``generate`` logits processor that samples each unfinished row's next token itself and
+    hands decoding a one-hot choice, which greedy decoding then takes.
+
+    Two reasons. Speed: ``torch.multinomial`` on the CPU draws one exponential variate per vocabulary
+    entry, 30 ms a step for 16 rows of SmolLM2's 49,152 tokens (14% of a sampled ``act``, from
+    bench/profile_paths.py); the inverse CDF needs one uniform per row. And the same guarantee as score
+    and constrained modes (:func:`_draw`): a row whose observation carries a generator (``obs["rng"]``)
+    draws from it, once per token of its own answer, so what a game samples does not depend on the
+    other games in its batch. The CDF is summed in float64, so no token's share is lost to rounding."""
+
+    def __init__(self, temperature: float, rngs: list, eos_id: int) -> None:
+        self.temperature, self.rngs, self.eos_id = temperature, rngs, eos_id
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        done = (input_ids[:, self.start :] == self.eos_id).any(-1).tolist()
+        cdf = torch.softmax(scores.double() / self.temperature, dim=-1).cumsum(-1)
+        fallback = torch.rand(len(self.rngs), dtype=torch.float64).tolist()
+        u = torch.tensor(
+            [0.0 if d else (f if rng is None else rng.random()) for d, f, rng in zip(done, fallback, self.rngs)],
+            dtype=torch.float64,
+            device=scores.device,
+        )
+        index = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=scores.shape[-1] - 1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, index, 0.0)
 
 
 class Policy(nn.Module):
@@ -408,6 +459,7 @@ class Policy(nn.Module):
             return out.logits[:, -1].float(), out.cache, mask, vals
         return out.logits[:, -1].float(), out.cache, mask
 
+    @_math_attention_under_grad
     def token_logps(
         self, prompts: list[list[int]], completions: list[list[int]], values: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -454,7 +506,7 @@ class Policy(nn.Module):
         self, distinct: list[list[int]], rows: list[int], completions: list[list[int]], values: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`token_logps` with each of the ``distinct`` prompts run once; ``rows[i]`` is the
-        distinct prompt of completion ``i`` (see :meth:`_continue`)."""
+        distinct prompt of completion ``i`` (see :meth:`_prompts_and_completions`)."""
         n, length = len(completions), max(len(c) for c in completions)
         cand = torch.full((n, length), self.pad_id, dtype=torch.long)
         cmask = torch.zeros((n, length), dtype=torch.bool)
@@ -463,40 +515,30 @@ class Policy(nn.Module):
             cmask[i, : len(c)] = True
         cand, cmask = cand.to(self.device), cmask.to(self.device)
         sel = torch.tensor(rows, dtype=torch.long, device=self.device)
-        if values:
-            last, cache, pmask, vals = self._prefill(distinct, values=True)
-        else:
-            (last, cache, pmask), vals = self._prefill(distinct), None
-        logps = self._continue(last, cache, pmask, sel, cand, cmask)
+        logps, vals = self._prompts_and_completions(distinct, sel, cand, cmask, values)
         return logps, cmask, (vals[sel] if vals is not None else None)
 
-    def _continue(self, last, cache, pmask, sel, cand, cmask) -> torch.Tensor:
-        """Per-token log-probabilities (# [N, L], 0 where ``cmask`` is false) of completions ``cand``
-        (# [N, L]) after prefilled prompts: completion ``i`` continues prompt ``sel[i]``, whose
-        next-token logits are ``last`` (# [U, V]) and whose key/value ``cache`` (# U rows, attention
-        mask ``pmask``) the completions read without copying it per completion.
-
-        The completions of one prompt are packed side by side into that prompt's row, ``[c1][c2]...``,
-        and a 4-D attention mask lets each token see the prompt and its own completion's earlier
-        tokens only (each completion starts at the prompt's next position), so one pass over U rows
-        scores all N completions. Gathering the cache per completion instead copied it N / U times
-        and cost more than the matrix products (the profile in docs/performance.md). The gradient
-        flows back to the prompt pass."""
-        last = last[sel]  # [N, V]
-        first = last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)  # [N, 1]
-        n, length = cand.shape
-        if length == 1:
-            return first.masked_fill(~cmask, 0.0)
+    def _masked_impl(self) -> str | None:
+        """The attention implementation when it takes an arbitrary 4-D mask (sdpa, eager), else None."""
         impl = getattr(self.model.config, "_attn_implementation", None)
-        if impl not in ("sdpa", "eager"):
-            # Attention kernels that take no arbitrary mask (flash, flex, ...): copy the cache per completion.
-            return self._continue_gathered(first, cache, pmask, sel, cand, cmask)
+        return impl if impl in ("sdpa", "eager") else None
+
+    def _additive(self, mask: torch.Tensor) -> torch.Tensor:
+        """A boolean 4-D mask as eager attention wants it: added to the scores, so 0 or the dtype's min."""
+        dtype = self.model.get_input_embeddings().weight.dtype
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+    def _packed(self, units: int, sel: torch.Tensor, cand: torch.Tensor, cmask: torch.Tensor):
+        """The completions fed after their prompts, packed side by side per prompt: completion ``i``
+        (all its tokens but the last) goes into prompt ``sel[i]``'s row as ``[c1][c2]...``. Returns
+        ``(ids # [U, W], block # [U, W, W] bool: which packed column a packed column may attend to,
+        cols # [N, steps]: completion i's columns, offsets # [W]: each column's step within its
+        completion)``."""
+        n, length = cand.shape
         steps = length - 1  # tokens fed per completion: all but the last
-        units = pmask.shape[0]
-        sel_list = sel.tolist()
         slot = [0] * n  # completion i's place among its prompt's completions
         count = [0] * units
-        for i, u in enumerate(sel_list):
+        for i, u in enumerate(sel.tolist()):
             slot[i], count[u] = count[u], count[u] + 1
         width = max(count) * steps
         slot_t = torch.tensor(slot, device=self.device)
@@ -509,22 +551,103 @@ class Policy(nn.Module):
         # packed block when q' belongs to the same completion and comes no later, and is real.
         q = torch.arange(width, device=self.device)
         same = (q[:, None] // steps == q[None, :] // steps) & (q[None, :] <= q[:, None])  # [W, W]
-        block = same[None] & real[:, None, :]  # [U, W, W]
-        seen = pmask.bool()[:, None, :].expand(units, width, pmask.shape[1])
-        mask = torch.cat([seen, block], dim=-1)[:, None]  # [U, 1, W, P + W]
-        # Padded query columns see nothing of their own block; they still see the prompt (no empty rows).
-        if impl == "eager":  # eager attention adds the mask to the scores: it must be additive, not boolean
-            dtype = self.model.get_input_embeddings().weight.dtype
-            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(dtype).min
-            )
-        pos = pmask.sum(-1, keepdim=True) + (q % steps)[None]  # [U, W]
-        logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
-        ).logits  # [U, W, V]
+        return ids, same[None] & real[:, None, :], cols, q % steps
+
+    @staticmethod
+    def _completion_logps_from(first_logits, logits, sel, cols, cand, cmask) -> torch.Tensor:
+        """Per-token log-probabilities # [N, L] from each prompt's next-token logits (# [U, V]) and the
+        packed columns' logits (# [U, W, V])."""
+        last = first_logits[sel]  # [N, V]
+        first = last.gather(-1, cand[:, :1]) - last.logsumexp(-1, keepdim=True)  # [N, 1]
         picked = logits[sel[:, None], cols].float()  # [N, steps, V]
         rest = picked.gather(-1, cand[:, 1:, None]).squeeze(-1) - picked.logsumexp(-1)
         return torch.cat([first, rest], dim=1).masked_fill(~cmask, 0.0)
+
+    def _prompts_and_completions(self, prompts: list[list[int]], sel, cand, cmask, values: bool = False):
+        """Per-token log-probabilities (# [N, L], 0 where ``cmask`` is false) of completions ``cand``
+        (# [N, L]), completion ``i`` after prompt ``sel[i]``, in one forward pass; with ``values`` (and
+        a value head) also each prompt's value (# [U]), else None.
+
+        Each prompt's row is ``[left padding][prompt][c1][c2]...``: its completions packed side by side
+        after it (:meth:`_packed`), and a 4-D attention mask lets each completion token see the prompt
+        and its own completion's earlier tokens only (each completion starts at the prompt's next
+        position). The prefix all prompts share still runs once (:meth:`_rows`). Scoring the
+        completions in a second pass over the prompts' cache cost a pass through every weight for a
+        few tokens (DPO's answers are a move and an end-of-turn token), forward and backward."""
+        want = values and self.value_head is not None
+        impl = self._masked_impl()
+        if cand.shape[1] == 1 or impl is None:
+            last, cache, pmask, vals = self._prefill(prompts, values=True)
+            return self._continue(last, cache, pmask, sel, cand, cmask), (vals if want else None)
+        ids_p, pmask, positions, cache, width = self._rows(prompts)
+        units, k = len(prompts), pmask.shape[1] - width
+        ids_c, block, cols, offsets = self._packed(units, sel, cand, cmask)
+        extra = ids_c.shape[1]
+        key_real = pmask.bool()  # [U, k + width]: the prefix, the left padding (False), the prompt
+        q = torch.arange(width, device=self.device)
+        causal = (q[None, :] <= q[:, None])[None] & key_real[:, None, k:]  # [U, width, width]
+        causal |= torch.eye(width, dtype=torch.bool, device=self.device)[None]  # padding sees itself
+        prompt_rows = torch.cat(
+            [
+                torch.ones((units, width, k), dtype=torch.bool, device=self.device),
+                causal,
+                torch.zeros((units, width, extra), dtype=torch.bool, device=self.device),
+            ],
+            dim=-1,
+        )
+        # Completion columns see the real prompt tokens and their own block (padding columns see the
+        # prompt only: no empty rows).
+        completion_rows = torch.cat([key_real[:, None, :].expand(units, extra, k + width), block], dim=-1)
+        mask = torch.cat([prompt_rows, completion_rows], dim=1)[:, None]  # [U, 1, width + W, k + width + W]
+        if impl == "eager":
+            mask = self._additive(mask)
+        pos = torch.cat([positions, pmask.sum(-1, keepdim=True) + offsets[None]], dim=1)
+        out = self.model(
+            input_ids=torch.cat([ids_p, ids_c], dim=1),
+            attention_mask=mask,
+            position_ids=pos,
+            cache=cache,
+            use_cache=cache is not None,
+            logits_to_keep=extra + 1,
+            output_hidden_states=want,
+        )
+        logits = out.logits  # [U, W + 1, V]: the prompt's last column, then the packed columns
+        logps = self._completion_logps_from(logits[:, 0].float(), logits[:, 1:], sel, cols, cand, cmask)
+        vals = self._values(out.hidden_states[-1][:, width - 1]) if want else None
+        return logps, vals
+
+    def _continue(self, last, cache, pmask, sel, cand, cmask) -> torch.Tensor:
+        """Per-token log-probabilities (# [N, L], 0 where ``cmask`` is false) of completions ``cand``
+        (# [N, L]) after prefilled prompts: completion ``i`` continues prompt ``sel[i]``, whose
+        next-token logits are ``last`` (# [U, V]) and whose key/value ``cache`` (# U rows, attention
+        mask ``pmask``) the completions read without copying it per completion.
+
+        The completions of one prompt are packed side by side into that prompt's row (:meth:`_packed`),
+        so one pass over U rows scores all N completions. Gathering the cache per completion instead
+        copied it N / U times and cost more than the matrix products (the profile in
+        docs/performance.md). The gradient flows back to the prompt pass."""
+        n, length = cand.shape
+        if length == 1:
+            first = last[sel].gather(-1, cand[:, :1]) - last[sel].logsumexp(-1, keepdim=True)
+            return first.masked_fill(~cmask, 0.0)
+        impl = self._masked_impl()
+        if impl is None:
+            # Attention kernels that take no arbitrary mask (flash, flex, ...): copy the cache per completion.
+            first = last[sel].gather(-1, cand[:, :1]) - last[sel].logsumexp(-1, keepdim=True)
+            return self._continue_gathered(first, cache, pmask, sel, cand, cmask)
+        units = pmask.shape[0]
+        ids, block, cols, offsets = self._packed(units, sel, cand, cmask)
+        width = ids.shape[1]
+        seen = pmask.bool()[:, None, :].expand(units, width, pmask.shape[1])
+        mask = torch.cat([seen, block], dim=-1)[:, None]  # [U, 1, W, P + W]
+        # Padded query columns see nothing of their own block; they still see the prompt (no empty rows).
+        if impl == "eager":
+            mask = self._additive(mask)
+        pos = pmask.sum(-1, keepdim=True) + offsets[None]  # [U, W]
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
+        ).logits  # [U, W, V]
+        return self._completion_logps_from(last, logits, sel, cols, cand, cmask)
 
     def _continue_gathered(self, first, cache, pmask, sel, cand, cmask) -> torch.Tensor:
         """:meth:`_continue` for attention kernels without arbitrary masks: the prompt's cache is
@@ -540,12 +663,13 @@ class Policy(nn.Module):
         rest = logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
         return torch.cat([first, rest], dim=1).masked_fill(~cmask, 0.0)
 
+    @_math_attention_under_grad
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
 
         ``prompts[b]`` is a token list; ``completions[b]`` its K_b candidate token lists. The prompt runs
-        once; its key/value cache is repeated for its candidates, and vocabulary logits are computed
-        only where a completion token is predicted. Missing candidates (K_b < K) come back as -inf.
+        once, its candidates packed after it in the same pass (:meth:`_prompts_and_completions`), and
+        vocabulary logits are computed only where a completion token is predicted. Missing candidates (K_b < K) come back as -inf.
         Differentiable: call under ``torch.no_grad()`` when acting.
         """
         bsz = len(prompts)
@@ -561,11 +685,8 @@ class Policy(nn.Module):
                 present[b, j] = True
         cand, cmask, present = cand.to(self.device), cmask.to(self.device), present.to(self.device)
 
-        last, cache, pmask = self._prefill(prompts)  # [B, V]
         sel = torch.arange(bsz, device=self.device).repeat_interleave(k)  # candidate -> its prompt
-        flat = self._continue(
-            last, cache, pmask, sel, cand.view(bsz * k, length), cmask.view(bsz * k, length)
-        )
+        flat, _ = self._prompts_and_completions(prompts, sel, cand.view(bsz * k, length), cmask.view(bsz * k, length))
         logps = flat.view(bsz, k, length).sum(-1)
         return logps.masked_fill(~present, float("-inf"))
 
@@ -794,6 +915,8 @@ class Policy(nn.Module):
         return torch.cat([full, last], dim=1), torch.cat([mask, ones], dim=1), cache
 
     def _generate(self, observations: list[dict], greedy: bool, temp: float) -> list[Action]:
+        from transformers import LogitsProcessorList
+
         ids, mask, cache = self._generation_cache([self.prompt_ids(o["prompt"]) for o in observations])
         want_values = self.value_head is not None
         out = self.model.generate(
@@ -801,8 +924,11 @@ class Policy(nn.Module):
             attention_mask=mask,
             cache=cache,
             max_new_tokens=self.max_new_tokens,
-            do_sample=not greedy,
-            temperature=temp if not greedy else None,
+            do_sample=False,  # greedy picks the token _RowSampler drew, when sampling
+            logits_processor=None
+            if greedy
+            else LogitsProcessorList([_RowSampler(temp, [o.get("rng") for o in observations], self.eos_id)]),
+            temperature=None,
             top_p=None,
             top_k=None,
             pad_token_id=self.pad_id,

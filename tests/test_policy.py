@@ -361,3 +361,62 @@ def test_sampled_score_mode_draws_each_repeated_observation_from_its_own_generat
     ]
     assert [a.text for a in together] == [a.text for a in alone]
     assert len({a.text for a in together}) > 1  # near-uniform at this temperature: not one shared draw
+
+
+def test_sampled_generate_mode_draws_each_row_from_its_own_generator(tiny_policy):
+    """As in score mode: a game that carries a generator samples the same answer whatever other games
+    share its batch (rows finish at different lengths), and different generators sample differently."""
+    import numpy as np
+
+    prompts = [PROMPT, "short", PROMPT + " Think.", "x"]
+    obs = [{"prompt": prompts[s % 4], "legal_actions": ["1"], "rng": np.random.default_rng(s)} for s in range(8)]
+    together = tiny_policy.act(obs, mode="generate", temperature=2.0)
+    alone = [
+        tiny_policy.act(
+            [{"prompt": prompts[s % 4], "legal_actions": ["1"], "rng": np.random.default_rng(s)}],
+            mode="generate",
+            temperature=2.0,
+        )[0]
+        for s in range(8)
+    ]
+    assert [a.token_ids for a in together] == [a.token_ids for a in alone]
+    assert len({tuple(a.token_ids) for a in together}) == 8
+
+
+def test_sampled_generate_mode_follows_the_model_distribution(tiny_policy):
+    """The first sampled token of many rows against the exact softmax at the sampling temperature:
+    the most likely tokens' frequencies within four binomial standard deviations."""
+    import numpy as np
+
+    n = 600
+    with torch.no_grad(), tiny_policy.evaluating():
+        logits = tiny_policy._prefill([tiny_policy.prompt_ids(PROMPT)])[0][0]
+    # The hottest temperature at which a few tokens share most of the mass, none all of it.
+    temp = next(
+        t for t in (0.2 * 0.9**k for k in range(80))
+        if float(torch.softmax(logits / t, -1).topk(3).values.sum()) > 0.6
+    )
+    top = torch.softmax(logits / temp, -1).topk(3)
+    assert float(top.values[0]) < 0.9, "one token takes it all: nothing to compare"
+    tiny_policy.max_new_tokens = 1
+    obs = [{"prompt": PROMPT, "legal_actions": ["1"], "rng": np.random.default_rng(s)} for s in range(n)]
+    firsts = [a.token_ids[0] for a in tiny_policy.act(obs, mode="generate", temperature=temp)]
+    for p, token in zip(top.values.tolist(), top.indices.tolist()):
+        freq = sum(t == token for t in firsts) / n
+        assert abs(freq - p) < 4 * (p * (1 - p) / n) ** 0.5 + 1e-9, (token, freq, p)
+
+
+def test_a_differentiated_pass_scores_as_the_no_grad_pass(tiny_policy):
+    """Passes under autograd take SDPA's math kernel on the CPU (its backward is faster there), acting
+    keeps flash: both must give the same log-probabilities, padded rows and packed completions included."""
+    _lora_b_nonzero(tiny_policy)
+    prompts = [tiny_policy.prompt_ids(PROMPT), tiny_policy.prompt_ids("short")]
+    cands = [[tiny_policy.completion_ids(a) for a in ["1", "5", "seven and more"]], [tiny_policy.completion_ids("12")]]
+    with torch.no_grad():
+        flash = tiny_policy.completion_logps(prompts, cands)
+    math_kernel = tiny_policy.completion_logps(prompts, cands)
+    assert math_kernel.requires_grad
+    assert_close(math_kernel.detach(), flash, rtol=1e-4, atol=1e-4)
+    math_kernel[0, :3].sum().backward()
+    grads = [p.grad for n, p in tiny_policy.named_parameters() if "lora_A" in n]
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
