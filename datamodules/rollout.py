@@ -167,7 +167,7 @@ class RolloutEngine:
                     "turns": [],
                     "players": players,
                     "rng": np.random.default_rng([int(seed), 7]),
-                    # The policy's own draws for this game (score and constrained modes): they depend
+                    # The policy's own draws for this game (every sampled acting mode): they depend
                     # on the game (seed, sample, iteration) only, not on its batch or its process.
                     "policy_rng": np.random.default_rng(
                         [int(seed), 11, zlib.crc32(tags[order].encode()), max(int(iteration), 0)]

@@ -138,13 +138,17 @@ class OnPolicyModule(PolicyModule):
         with policy.evaluating():
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
+                ids = [policy.prompt_ids(r["prompt"]) for r in chunk]
+                # The training pass's attention kernel (Policy.training_attention), so that in low
+                # precision old and new log-probabilities differ only by the batch layout.
+                with policy.training_attention(ids, [r["completion_ids"] for r in chunk]):
+                    logps, mask, values = policy.token_logps(
+                        ids,
+                        [r["completion_ids"] for r in chunk],
+                        values=low_precision and self.uses_values,
+                    )
                 # In low precision the value estimates come from this pass too (PPO's GAE and value
                 # clipping then start from what its training pass computes).
-                logps, mask, values = policy.token_logps(
-                    [policy.prompt_ids(r["prompt"]) for r in chunk],
-                    [r["completion_ids"] for r in chunk],
-                    values=low_precision and self.uses_values,
-                )
                 for k, (r, lp, m) in enumerate(zip(chunk, logps, mask)):
                     r["old_logps"] = lp[m].tolist()
                     if values is not None:
@@ -160,8 +164,9 @@ class OnPolicyModule(PolicyModule):
         unique = list(dict.fromkeys(keys))
         where = {k: u for u, k in enumerate(unique)}
         ids = [[policy.completion_ids(c) for c in cands] for _, cands in unique]
-        scores = policy.completion_logps([policy.prompt_ids(p) for p, _ in unique], ids)  # [U, K], -inf
-        # where a state has fewer moves
+        prompts = [policy.prompt_ids(p) for p, _ in unique]
+        with policy.training_attention(prompts, ids):  # fill_old_logps's no-grad pass as the update's
+            scores = policy.completion_logps(prompts, ids)  # [U, K], -inf where a state has fewer moves
         temps = torch.tensor(
             [float(r.get("temperature") or policy.temperature) for r in rows], device=scores.device
         )

@@ -174,22 +174,41 @@ def _copy_action(action: Action) -> Action:
     )
 
 
+#: Above this many attention scores per layer (rows x heads x queries x keys) a differentiated pass
+#: keeps the flash kernel: the math kernel keeps each layer's fp32 score matrix for the backward
+#: (4M scores: 16 MB a layer, about 0.5 GB over SmolLM2's 30 layers).
+_MATH_ATTENTION_MAX_SCORES = 1 << 22
+
+
+def _attention_scores(prompts: list, completions: list) -> int:
+    """Attention scores per layer and head of a one-pass batch: each distinct prompt's row holds the
+    prompt and its completions packed after it (``completions`` per prompt as lists of token lists, or
+    one token list per prompt, prompts repeating)."""
+    width: dict[tuple, int] = {}
+    nested = bool(completions) and bool(completions[0]) and isinstance(completions[0][0], list)
+    for p, c in zip(prompts, completions):
+        key = tuple(p)
+        extra = sum(len(x) for x in c) if nested else len(c)
+        width[key] = width.get(key, len(p)) + extra
+    return sum(w * w for w in width.values())
+
+
 def _math_attention_under_grad(method):
-    """Run ``method`` with SDPA's math kernel when autograd records on a CPU model.
+    """Run ``method(prompts, completions, ...)`` with SDPA's math kernel when autograd records on a CPU
+    model (:meth:`Policy.training_attention`), unless its attention matrices would be large.
 
     On the CPU, PyTorch's flash-attention kernel with an attention mask is 2x faster than the math
     kernel forward but 3-5x slower backward (bf16, 4 rows x 9 heads x 80 queries x 111 keys: 1.1 / 9.5
-    ms against 2.5 / 2.8 ms): its backward was 15-19% of a DPO or GRPO step. A pass that will be
-    differentiated therefore takes the math kernel; acting and reference passes keep flash."""
+    ms against 2.5 / 2.8 ms): its backward was 15-19% of a DPO or GRPO step. Acting and reference
+    passes keep flash; the no-grad pass that records old log-probabilities for PPO/GRPO takes the
+    training kernel explicitly, so the ratio's two sides come from the same computation."""
 
     @functools.wraps(method)
-    def wrapped(self, *args, **kwargs):
-        if not (torch.is_grad_enabled() and self.device.type == "cpu"):
-            return method(self, *args, **kwargs)
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        with sdpa_kernel([SDPBackend.MATH]):
-            return method(self, *args, **kwargs)
+    def wrapped(self, prompts, completions, *args, **kwargs):
+        if not torch.is_grad_enabled():
+            return method(self, prompts, completions, *args, **kwargs)
+        with self.training_attention(prompts, completions):
+            return method(self, prompts, completions, *args, **kwargs)
 
     return wrapped
 
@@ -224,7 +243,8 @@ class _RowSampler:
             self.start = input_ids.shape[1]
         done = (input_ids[:, self.start :] == self.eos_id).any(-1).tolist()
         cdf = torch.softmax(scores.double() / self.temperature, dim=-1).cumsum(-1)
-        fallback = torch.rand(len(self.rngs), dtype=torch.float64).tolist()
+        own = all(rng is not None for rng in self.rngs)
+        fallback = [0.0] * len(self.rngs) if own else torch.rand(len(self.rngs), dtype=torch.float64).tolist()
         u = torch.tensor(
             [0.0 if d else (f if rng is None else rng.random()) for d, f, rng in zip(done, fallback, self.rngs)],
             dtype=torch.float64,
@@ -618,36 +638,15 @@ class Policy(nn.Module):
 
     def _continue(self, last, cache, pmask, sel, cand, cmask) -> torch.Tensor:
         """Per-token log-probabilities (# [N, L], 0 where ``cmask`` is false) of completions ``cand``
-        (# [N, L]) after prefilled prompts: completion ``i`` continues prompt ``sel[i]``, whose
-        next-token logits are ``last`` (# [U, V]) and whose key/value ``cache`` (# U rows, attention
-        mask ``pmask``) the completions read without copying it per completion.
-
-        The completions of one prompt are packed side by side into that prompt's row (:meth:`_packed`),
-        so one pass over U rows scores all N completions. Gathering the cache per completion instead
-        copied it N / U times and cost more than the matrix products (the profile in
-        docs/performance.md). The gradient flows back to the prompt pass."""
-        n, length = cand.shape
-        if length == 1:
-            first = last[sel].gather(-1, cand[:, :1]) - last[sel].logsumexp(-1, keepdim=True)
+        (# [N, L]) after prefilled prompts, for the cases :meth:`_prompts_and_completions` leaves to a
+        prefill: completion ``i`` continues prompt ``sel[i]``, whose next-token logits are ``last``
+        (# [U, V]) and whose key/value ``cache`` (# U rows, attention mask ``pmask``) it reads. One-token
+        completions need no further pass; attention kernels that take no arbitrary mask (flash, flex)
+        get the cache gathered per completion (:meth:`_continue_gathered`)."""
+        first = last[sel].gather(-1, cand[:, :1]) - last[sel].logsumexp(-1, keepdim=True)  # [N, 1]
+        if cand.shape[1] == 1:
             return first.masked_fill(~cmask, 0.0)
-        impl = self._masked_impl()
-        if impl is None:
-            # Attention kernels that take no arbitrary mask (flash, flex, ...): copy the cache per completion.
-            first = last[sel].gather(-1, cand[:, :1]) - last[sel].logsumexp(-1, keepdim=True)
-            return self._continue_gathered(first, cache, pmask, sel, cand, cmask)
-        units = pmask.shape[0]
-        ids, block, cols, offsets = self._packed(units, sel, cand, cmask)
-        width = ids.shape[1]
-        seen = pmask.bool()[:, None, :].expand(units, width, pmask.shape[1])
-        mask = torch.cat([seen, block], dim=-1)[:, None]  # [U, 1, W, P + W]
-        # Padded query columns see nothing of their own block; they still see the prompt (no empty rows).
-        if impl == "eager":
-            mask = self._additive(mask)
-        pos = pmask.sum(-1, keepdim=True) + offsets[None]  # [U, W]
-        logits = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
-        ).logits  # [U, W, V]
-        return self._completion_logps_from(last, logits, sel, cols, cand, cmask)
+        return self._continue_gathered(first, cache, pmask, sel, cand, cmask)
 
     def _continue_gathered(self, first, cache, pmask, sel, cand, cmask) -> torch.Tensor:
         """:meth:`_continue` for attention kernels without arbitrary masks: the prompt's cache is
@@ -689,6 +688,23 @@ class Policy(nn.Module):
         flat, _ = self._prompts_and_completions(prompts, sel, cand.view(bsz * k, length), cmask.view(bsz * k, length))
         logps = flat.view(bsz, k, length).sum(-1)
         return logps.masked_fill(~present, float("-inf"))
+
+    @contextlib.contextmanager
+    def training_attention(self, prompts: list, completions: list):
+        """The attention kernel of a differentiated pass over ``prompts`` and their ``completions`` (token
+        lists, as :meth:`token_logps` or :meth:`completion_logps` take them; see
+        :func:`_math_attention_under_grad`): SDPA's math kernel on a CPU model, unless the batch's
+        attention matrices would be large; otherwise whatever is enabled. A no-grad pass whose numbers
+        are compared with a training pass's (old log-probabilities) runs under it too."""
+        heads = getattr(self.model.config, "num_attention_heads", 1) or 1
+        scores = _attention_scores(prompts, completions) * heads
+        if self.device.type != "cpu" or scores > _MATH_ATTENTION_MAX_SCORES:
+            yield
+            return
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
 
     @contextlib.contextmanager
     def evaluating(self):

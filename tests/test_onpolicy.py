@@ -395,8 +395,9 @@ def test_a_bf16_policy_takes_old_logps_from_the_training_pass(tiny_model_dir):
     ]
     sampled = [list(r["old_logps"]) for r in rows]
     GRPO(policy, beta=0.0).fill_old_logps(rows)
-    with torch.no_grad(), policy.evaluating():
+    with policy.evaluating():  # the update's own pass: autograd records (and picks its attention kernel)
         lp, mask, _ = policy.token_logps([policy.prompt_ids(prompt)] * 3, [r["completion_ids"] for r in rows])
+    lp = lp.detach()
     for i, r in enumerate(rows):
         assert r["old_logps"] == lp[i][mask[i]].tolist()
     assert any(s != r["old_logps"] for s, r in zip(sampled, rows))  # the sampler's differed
@@ -407,11 +408,11 @@ def test_a_bf16_policy_takes_old_logps_from_the_training_pass(tiny_model_dir):
     for r in rows:
         r["value"] = 123.0  # what acting recorded (a sentinel here)
     ppo.fill_old_logps(rows)
-    with torch.no_grad(), policy.evaluating():
+    with policy.evaluating():
         _, _, values = policy.token_logps(
             [policy.prompt_ids(prompt)] * 3, [r["completion_ids"] for r in rows], values=True
         )
-    assert [r["value"] for r in rows] == values.tolist()
+    assert [r["value"] for r in rows] == values.detach().tolist()
 
 
 def test_prompt_grouping_judges_every_sampled_answer_at_a_state_alone(tiny_policy):

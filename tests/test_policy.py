@@ -1,5 +1,7 @@
 """The policy on a tiny random Llama: shared-prefix log-probs, acting modes, reference, checkpoints."""
 
+import math
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -381,6 +383,40 @@ def test_sampled_generate_mode_draws_each_row_from_its_own_generator(tiny_policy
     ]
     assert [a.token_ids for a in together] == [a.token_ids for a in alone]
     assert len({tuple(a.token_ids) for a in together}) == 8
+    # and each game's generator is left where it would be alone (its next turn draws the same)
+    states = [o["rng"].bit_generator.state for o in obs]
+    for s in range(8):
+        rng = np.random.default_rng(s)
+        tiny_policy.act([{"prompt": prompts[s % 4], "legal_actions": ["1"], "rng": rng}], mode="generate", temperature=2.0)
+        assert rng.bit_generator.state == states[s]
+
+
+def test_row_sampler_draws_one_uniform_per_unfinished_row_and_hands_decoding_a_one_hot():
+    import numpy as np
+
+    from modules.policy import _RowSampler
+
+    eos = 4
+    inf = float("inf")
+    # Two likely tokens of five at 1 : 1 for row 0, a sure token 3 for row 1, 1 : 3 for row 2.
+    scores = torch.tensor([[0.0, 0.0, -inf, -inf, -inf], [-inf, -inf, -inf, 0.0, -inf], [0.0, -inf, math.log(3), -inf, -inf]])
+    rngs = [np.random.default_rng(0), np.random.default_rng(1), np.random.default_rng(2)]
+    u = [np.random.default_rng(k).random() for k in range(3)]
+    sampler = _RowSampler(1.0, rngs, eos)
+    prompt = torch.tensor([[1, eos, 2, 3]] * 3)  # an end-of-turn token inside the prompt is no answer's end
+    out = sampler(prompt, scores.clone())
+    expected = [0 if u[0] < 0.5 else 1, 3, 0 if u[2] < 0.25 else 2]
+    assert out.argmax(-1).tolist() == expected
+    assert ((out == 0).sum(-1) == 1).all() and torch.isinf(out).sum() == 3 * 4
+    # Row 1 answered end-of-turn: the next step draws nothing from its generator.
+    before = rngs[1].bit_generator.state
+    step = torch.cat([prompt, torch.tensor([[expected[0]], [eos], [expected[2]]])], dim=1)
+    sampler(step, scores.clone())
+    assert rngs[1].bit_generator.state == before
+    assert rngs[0].bit_generator.state != np.random.default_rng(0).bit_generator.state
+    # The temperature sharpens: at 0.05, 1 : 3 becomes about 1 : 3**20, so row 2 takes token 2.
+    cold = _RowSampler(0.05, [np.random.default_rng(9) for _ in range(3)], eos)(prompt, scores.clone())
+    assert cold.argmax(-1).tolist()[1:] == [3, 2]
 
 
 def test_sampled_generate_mode_follows_the_model_distribution(tiny_policy):
@@ -420,3 +456,24 @@ def test_a_differentiated_pass_scores_as_the_no_grad_pass(tiny_policy):
     math_kernel[0, :3].sum().backward()
     grads = [p.grad for n, p in tiny_policy.named_parameters() if "lora_A" in n]
     assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_only_differentiated_passes_of_modest_size_take_the_math_kernel(tiny_policy, monkeypatch):
+    import modules.policy as policy_module
+
+    seen = []
+    hook = tiny_policy.model.get_input_embeddings().register_forward_pre_hook(
+        lambda *_: seen.append(torch.backends.cuda.flash_sdp_enabled())
+    )
+    prompts = [tiny_policy.prompt_ids(PROMPT)]
+    cands = [[tiny_policy.completion_ids("5"), tiny_policy.completion_ids("nine")]]
+    try:
+        tiny_policy.completion_logps(prompts, cands)
+        with torch.no_grad():
+            tiny_policy.completion_logps(prompts, cands)
+        monkeypatch.setattr(policy_module, "_MATH_ATTENTION_MAX_SCORES", 10)  # as if the answers were long
+        tiny_policy.completion_logps(prompts, cands)
+    finally:
+        hook.remove()
+    assert seen == [False, True, True]
+    assert torch.backends.cuda.flash_sdp_enabled()  # and the setting is restored
