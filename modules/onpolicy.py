@@ -139,13 +139,12 @@ class OnPolicyModule(PolicyModule):
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 ids = [policy.prompt_ids(r["prompt"]) for r in chunk]
+                completions = [r["completion_ids"] for r in chunk]
                 # The training pass's attention kernel (Policy.training_attention), so that in low
                 # precision old and new log-probabilities differ only by the batch layout.
-                with policy.training_attention(ids, [r["completion_ids"] for r in chunk]):
+                with policy.training_attention(ids, completions):
                     logps, mask, values = policy.token_logps(
-                        ids,
-                        [r["completion_ids"] for r in chunk],
-                        values=low_precision and self.uses_values,
+                        ids, completions, values=low_precision and self.uses_values
                     )
                 # In low precision the value estimates come from this pass too (PPO's GAE and value
                 # clipping then start from what its training pass computes).

@@ -219,8 +219,15 @@ def _draw(probs: torch.Tensor, rng: np.random.Generator | None) -> int:
     depend on which other games share its batch, or on how many processes play), else from torch's."""
     if rng is None:
         return int(torch.multinomial(probs, 1))
-    cdf = np.cumsum(probs.double().cpu().numpy())
-    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+    cdf = probs.double().cpu().cumsum(-1)[None]
+    return int(_inverse_cdf(cdf, torch.tensor([rng.random()], dtype=torch.float64))[0])
+
+
+def _inverse_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Row by row, the first index whose cumulative mass (# [B, V], float64) exceeds ``u`` (# [B], in
+    [0, 1)) times the row's total: a draw from the row's distribution, never a zero-mass entry."""
+    index = torch.searchsorted(cdf, (u.to(cdf.device) * cdf[:, -1])[:, None], right=True)
+    return index.clamp(max=cdf.shape[-1] - 1).squeeze(-1)
 
 
 class _RowSampler:
@@ -248,10 +255,8 @@ class _RowSampler:
         u = torch.tensor(
             [0.0 if d else (f if rng is None else rng.random()) for d, f, rng in zip(done, fallback, self.rngs)],
             dtype=torch.float64,
-            device=scores.device,
         )
-        index = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp(max=scores.shape[-1] - 1)
-        return torch.full_like(scores, float("-inf")).scatter_(1, index, 0.0)
+        return torch.full_like(scores, float("-inf")).scatter_(1, _inverse_cdf(cdf, u)[:, None], 0.0)
 
 
 class Policy(nn.Module):
