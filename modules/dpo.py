@@ -11,7 +11,12 @@ with its policy. Deliberate deviations from the paper's reference implementation
 - Batches of SFT examples (the preference datamodule's ``sft_iterations`` stage) train the SFT loss
   instead (:func:`modules.sft.sft_step`), so SFT then DPO is one run.
 - Reference log-probabilities are computed once per pair and cached until the reference changes
-  (they cannot change in between), so later epochs skip the reference forward pass entirely.
+  (they cannot change in between), so later epochs skip the reference forward pass entirely. At the
+  start of each training epoch the pairs of the epoch's loaders (and the datamodule's ``eval_pairs``)
+  not yet cached are scored in one no-grad pre-pass, ``act_batch_size`` states per forward pass
+  (TRL's ``precompute_ref_log_probs``): a training batch holds about four states, and a no-grad
+  pass over 4 states costs about twice as much per state as one over 64 (quickstart pairs: 21 s
+  against 10 s an epoch).
 - ``rpo_alpha`` adds the chosen answer's per-token negative log-likelihood to the loss (RPO: Pang et
   al., 2024, arXiv:2404.19733; TRL's ``rpo_alpha``). DPO only sees the difference between the two
   answers, so it may lower both: pairs whose answers share their end-of-turn token lower that
@@ -94,6 +99,25 @@ class DPO(PolicyModule):
         rows = torch.tensor([i for i, _, _ in index], device=logps.device)
         cols = torch.tensor([[c, r] for _, c, r in index], device=logps.device)
         return logps[rows[:, None], cols]
+
+    def on_train_epoch_start(self) -> None:
+        loader = self.trainer.train_dataloader
+        pairs = [p for p in getattr(loader, "dataset", None) or [] if hasattr(p, "chosen")]
+        if pairs:  # not in an SFT stage: the datamodule's held-out pairs are validated this epoch too
+            pairs += list(getattr(self.trainer.datamodule, "eval_pairs", None) or [])
+        self.cache_reference(pairs)
+
+    def cache_reference(self, pairs) -> None:
+        """Reference log-probabilities of every pair not yet cached, in no-grad passes of
+        ``policy.act_batch_size`` states each (a state's pairs stay in one pass)."""
+        by_prompt: dict[str, list] = {}
+        for p in pairs:
+            if p.pair_id not in self._ref_cache:
+                by_prompt.setdefault(p.prompt, []).append(p)
+        groups = list(by_prompt.values())
+        width = self.policy.act_batch_size
+        for start in range(0, len(groups), width):
+            self._reference_logps([p for group in groups[start : start + width] for p in group])
 
     def _reference_logps(self, batch) -> torch.Tensor:  # [B, 2]
         todo = [p for p in batch if p.pair_id not in self._ref_cache]

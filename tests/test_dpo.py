@@ -97,3 +97,42 @@ def test_rpo_alpha_must_not_be_negative(tiny_policy):
 
     with pytest.raises(ConfigError, match="rpo_alpha must be >= 0"):
         DPO(tiny_policy, rpo_alpha=-1.0)
+
+
+def test_fit_scores_the_reference_once_per_pair_in_a_wide_pre_pass(tiny_policy, tmp_path):
+    """In a fit, every training and held-out pair's reference log-probabilities come from one no-grad
+    pre-pass at the epoch's start (``act_batch_size`` states a pass), equal to what the training step
+    would have computed for its own batch; no later step or epoch runs the reference again."""
+    import lightning as L
+
+    from datamodules import PreferenceDataModule
+    from datamodules.records import write_jsonl_atomic
+
+    evals = [_pair("e", "a third board, X to move", "2", "8")]
+    write_jsonl_atomic(tmp_path / "train.jsonl", BATCH)
+    write_jsonl_atomic(tmp_path / "eval.jsonl", evals)
+    data = PreferenceDataModule(
+        pairs_path=str(tmp_path / "train.jsonl"), eval_pairs_path=str(tmp_path / "eval.jsonl"), batch_size=1
+    )
+    module = DPO(tiny_policy)
+    with torch.no_grad():
+        expected = {p.pair_id: module._pair_logps([p])[0].tolist() for p in BATCH + evals}
+    passes = []
+    original = type(tiny_policy).reference
+
+    def counted(policy):
+        passes.append(len(passes))
+        return original(policy)
+
+    tiny_policy.reference = counted.__get__(tiny_policy)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        num_sanity_val_steps=0,  # a sanity check would score the held-out pair in its own step first
+    )
+    trainer.fit(module, datamodule=data)
+    assert trainer.global_step == 2 * 2  # two states a epoch, one batch each
+    assert len(passes) == 1  # three states' pairs in one pass (act_batch_size 16), none later
+    assert set(module._ref_cache) == set(expected)
+    for pid, logps in expected.items():
+        assert_close(torch.tensor(module._ref_cache[pid]), torch.tensor(logps), rtol=1e-4, atol=1e-4)
