@@ -159,6 +159,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["score", "constrained", "generate"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
     torch.manual_seed(0)
     args.dtype = str(resolve_dtype(args.dtype)).removeprefix("torch.")
     policy = Policy(model=args.model, dtype=args.dtype, max_new_tokens=8, act_batch_size=args.batch)

@@ -10,9 +10,10 @@ The pairs are real: self-play tic-tac-toe states labelled by the minimax oracle.
 Both sides run on equal terms: the same base model, dtype, LoRA (rank, alpha, dropout, all linear
 layers), chat-formatted prompts, batch size and learning rate, gradient checkpointing off, and the
 first (warm-up) step left out of the timing. lightspiel's figure is given with the reference
-log-probabilities computed in the step (``cold``, as TRL does by default), computed for the epoch's
-pairs in one no-grad pre-pass of ``act_batch_size`` states that is timed with the steps (``pre_pass``,
-what a fit does: ``DPO.cache_reference``) and cached from an earlier epoch (``cached``). Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
+log-probabilities computed in the step (``cold``, as TRL does by default), computed for the
+epoch's pairs in a no-grad pre-pass of ``act_batch_size`` states timed with the steps
+(``pre_pass``, what a fit does: ``DPO.cache_reference``) and cached from an earlier epoch
+(``cached``). Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
 """
 
 from __future__ import annotations

@@ -10,13 +10,16 @@ with its policy. Deliberate deviations from the paper's reference implementation
   completion positions.
 - Batches of SFT examples (the preference datamodule's ``sft_iterations`` stage) train the SFT loss
   instead (:func:`modules.sft.sft_step`), so SFT then DPO is one run.
-- Reference log-probabilities are computed once per pair and cached until the reference changes
-  (they cannot change in between), so later epochs skip the reference forward pass entirely. At the
-  start of each training epoch the pairs of the epoch's loaders (and the datamodule's ``eval_pairs``)
-  not yet cached are scored in one no-grad pre-pass, ``act_batch_size`` states per forward pass
-  (TRL's ``precompute_ref_log_probs``): a training batch holds about four states, and a no-grad
-  pass over 4 states costs about twice as much per state as one over 64 (quickstart pairs: 21 s
-  against 10 s an epoch).
+- Reference log-probabilities are computed once per pair (keyed by its texts) and cached until the
+  reference changes (they cannot change in between), so later epochs skip the reference forward
+  pass entirely. At the start of each training epoch the pairs of the epoch's training loader (and
+  the datamodule's ``eval_pairs`` when validation runs that epoch) not yet cached are scored in a
+  no-grad pre-pass of up to ``act_batch_size`` states per forward pass (TRL's
+  ``precompute_ref_log_probs``): a training batch holds about four states, and a no-grad pass over
+  4 states costs about twice as much per state as one over 64 (quickstart pairs: 21 s against 10 s
+  an epoch). The pre-pass scores the whole epoch's pairs even where ``limit_train_batches`` or
+  ``max_steps`` will stop the epoch early; a run resumed mid-epoch (Lightning then skips
+  ``on_train_epoch_start``) computes the reference in its steps, as before.
 - ``rpo_alpha`` adds the chosen answer's per-token negative log-likelihood to the loss (RPO: Pang et
   al., 2024, arXiv:2404.19733; TRL's ``rpo_alpha``). DPO only sees the difference between the two
   answers, so it may lower both: pairs whose answers share their end-of-turn token lower that
@@ -29,11 +32,21 @@ from __future__ import annotations
 
 import torch
 
+from datamodules.distributed import gather, rank_and_world
 from modules.base import PolicyModule
 from modules.errors import ConfigError
 from modules.losses import DPO_LOSS_TYPES, dpo_loss
 from modules.policy import Policy
 from modules.sft import sft_step
+
+#: The most fp32 vocabulary logits one reference pre-pass may hold (``DPO.cache_reference``): 256 MB,
+#: about 1,300 completion tokens with SmolLM2's 49k vocabulary.
+PRE_PASS_LOGITS_BYTES = 256 * 2**20
+
+
+def _ref_key(pair) -> tuple[str, str, str]:
+    """A pair's reference cache key: its texts, not its id (a judge may flip a pair and keep the id)."""
+    return (pair.prompt, pair.chosen, pair.rejected)
 
 
 class DPO(PolicyModule):
@@ -73,7 +86,7 @@ class DPO(PolicyModule):
             raise ConfigError(f"--model.rpo_alpha must be >= 0, got {rpo_alpha}")
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
         self.rpo_alpha = rpo_alpha
-        self._ref_cache: dict[str, tuple[float, float]] = {}
+        self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
 
     def reference_changed(self) -> None:
         """Forget cached reference log-probabilities (called when the reference moves)."""
@@ -103,30 +116,55 @@ class DPO(PolicyModule):
     def on_train_epoch_start(self) -> None:
         loader = self.trainer.train_dataloader
         pairs = [p for p in getattr(loader, "dataset", None) or [] if hasattr(p, "chosen")]
-        if pairs:  # not in an SFT stage: the datamodule's held-out pairs are validated this epoch too
+        if pairs and self._validates_this_epoch():  # not in an SFT stage, and validation follows
             pairs += list(getattr(self.trainer.datamodule, "eval_pairs", None) or [])
         self.cache_reference(pairs)
 
+    def _validates_this_epoch(self) -> bool:
+        trainer = self.trainer
+        if not trainer.limit_val_batches:
+            return False
+        every = trainer.check_val_every_n_epoch
+        return every is None or (trainer.current_epoch + 1) % every == 0
+
     def cache_reference(self, pairs) -> None:
-        """Reference log-probabilities of every pair not yet cached, in no-grad passes of
-        ``policy.act_batch_size`` states each (a state's pairs stay in one pass)."""
+        """Reference log-probabilities of every pair not yet cached, in no-grad passes of at most
+        ``policy.act_batch_size`` states (a state's pairs stay in one pass) and at most
+        :data:`PRE_PASS_LOGITS_BYTES` of fp32 vocabulary logits (long answers, large vocabularies).
+        Under DDP each rank scores every ``world``-th state and the ranks exchange their figures."""
         by_prompt: dict[str, list] = {}
         for p in pairs:
-            if p.pair_id not in self._ref_cache:
+            if _ref_key(p) not in self._ref_cache:
                 by_prompt.setdefault(p.prompt, []).append(p)
-        groups = list(by_prompt.values())
-        width = self.policy.act_batch_size
-        for start in range(0, len(groups), width):
-            self._reference_logps([p for group in groups[start : start + width] for p in group])
+        rank, world = rank_and_world()
+        groups = list(by_prompt.values())[rank::world]
+        vocab = getattr(self.policy.model.config, "vocab_size", None) or len(self.policy.tokenizer)
+        budget = max(1, PRE_PASS_LOGITS_BYTES // (4 * vocab))  # completion tokens a pass
+        chunk: list = []
+        states = tokens = 0
+        for group in groups:
+            answers = {text for p in group for text in (p.chosen, p.rejected)}
+            width = sum(len(self.policy.completion_ids(text)) for text in answers)
+            if chunk and (states == self.policy.act_batch_size or tokens + width > budget):
+                self._reference_logps(chunk)
+                chunk, states, tokens = [], 0, 0
+            chunk += group
+            states, tokens = states + 1, tokens + width
+        if chunk:
+            self._reference_logps(chunk)
+        if world > 1:
+            mine = {key: self._ref_cache[key] for group in groups for key in map(_ref_key, group)}
+            for part in gather(mine):
+                self._ref_cache.update(part)
 
     def _reference_logps(self, batch) -> torch.Tensor:  # [B, 2]
-        todo = [p for p in batch if p.pair_id not in self._ref_cache]
+        todo = [p for p in batch if _ref_key(p) not in self._ref_cache]
         if todo:
             with torch.no_grad(), self.policy.evaluating(), self.policy.reference():
                 ref = self._pair_logps(todo)
             for p, row in zip(todo, ref.tolist()):
-                self._ref_cache[p.pair_id] = (row[0], row[1])
-        return torch.tensor([self._ref_cache[p.pair_id] for p in batch], device=self.device)
+                self._ref_cache[_ref_key(p)] = (row[0], row[1])
+        return torch.tensor([self._ref_cache[_ref_key(p)] for p in batch], device=self.device)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         if batch and not hasattr(batch[0], "chosen"):  # the datamodule's SFT stage: gold completions

@@ -5,7 +5,7 @@ from torch.testing import assert_close
 
 from datamodules.preference import StateBatchSampler
 from datamodules.records import PreferencePair
-from modules.dpo import DPO
+from modules.dpo import DPO, _ref_key
 
 
 def _pair(pid, prompt, chosen, rejected):
@@ -40,7 +40,7 @@ def test_training_step_moves_the_adapter_only_and_caches_the_reference(tiny_poli
         loss = module._step(BATCH, "train")
         loss.backward()
         opt.step()
-    assert set(module._ref_cache) == {"a", "b", "c"}
+    assert set(module._ref_cache) == {_ref_key(p) for p in BATCH}
     assert all(torch.equal(p, base[n]) for n, p in module.named_parameters() if n in base)
     assert any(not torch.equal(p, adapter[n]) for n, p in module.named_parameters() if n in adapter)
     with torch.no_grad():
@@ -99,40 +99,80 @@ def test_rpo_alpha_must_not_be_negative(tiny_policy):
         DPO(tiny_policy, rpo_alpha=-1.0)
 
 
-def test_fit_scores_the_reference_once_per_pair_in_a_wide_pre_pass(tiny_policy, tmp_path):
-    """In a fit, every training and held-out pair's reference log-probabilities come from one no-grad
-    pre-pass at the epoch's start (``act_batch_size`` states a pass), equal to what the training step
-    would have computed for its own batch; no later step or epoch runs the reference again."""
+def _fit_counting_reference_passes(policy, tmp_path, evals, **trainer_options) -> tuple[DPO, list]:
     import lightning as L
 
     from datamodules import PreferenceDataModule
     from datamodules.records import write_jsonl_atomic
 
-    evals = [_pair("e", "a third board, X to move", "2", "8")]
     write_jsonl_atomic(tmp_path / "train.jsonl", BATCH)
     write_jsonl_atomic(tmp_path / "eval.jsonl", evals)
     data = PreferenceDataModule(
         pairs_path=str(tmp_path / "train.jsonl"), eval_pairs_path=str(tmp_path / "eval.jsonl"), batch_size=1
     )
-    module = DPO(tiny_policy)
-    with torch.no_grad():
-        expected = {p.pair_id: module._pair_logps([p])[0].tolist() for p in BATCH + evals}
-    passes = []
-    original = type(tiny_policy).reference
+    module = DPO(policy)
+    passes: list[int] = []
+    original = type(policy).reference
 
-    def counted(policy):
+    def counted(self):
         passes.append(len(passes))
-        return original(policy)
+        return original(self)
 
-    tiny_policy.reference = counted.__get__(tiny_policy)
-    trainer = L.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    policy.reference = counted.__get__(policy)
+    options = dict(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path,
         num_sanity_val_steps=0,  # a sanity check would score the held-out pair in its own step first
     )
+    trainer = L.Trainer(**{**options, **trainer_options})
     trainer.fit(module, datamodule=data)
-    assert trainer.global_step == 2 * 2  # two states a epoch, one batch each
+    assert trainer.global_step == 2 * 2  # two states an epoch, one batch each
+    return module, passes
+
+
+EVALS = [_pair("e", "a third board, X to move", "2", "8")]
+
+
+def test_fit_scores_the_reference_once_per_pair_in_a_wide_pre_pass(tiny_policy, tmp_path):
+    """In a fit, every training and held-out pair's reference log-probabilities come from one no-grad
+    pre-pass at the epoch's start (``act_batch_size`` states a pass), equal to what the training step
+    would have computed for its own batch; no later step or epoch runs the reference again."""
+    with torch.no_grad():
+        expected = {_ref_key(p): DPO(tiny_policy)._pair_logps([p])[0].tolist() for p in BATCH + EVALS}
+    module, passes = _fit_counting_reference_passes(tiny_policy, tmp_path, EVALS)
     assert len(passes) == 1  # three states' pairs in one pass (act_batch_size 16), none later
     assert set(module._ref_cache) == set(expected)
-    for pid, logps in expected.items():
-        assert_close(torch.tensor(module._ref_cache[pid]), torch.tensor(logps), rtol=1e-4, atol=1e-4)
+    for key, logps in expected.items():
+        assert_close(torch.tensor(module._ref_cache[key]), torch.tensor(logps), rtol=1e-4, atol=1e-4)
+
+
+def test_the_pre_pass_holds_to_its_width_and_logits_budget(tiny_policy, tmp_path, monkeypatch):
+    """At most ``act_batch_size`` states a pass, and fewer when their answers' vocabulary logits
+    would pass the byte budget (long answers, large vocabularies)."""
+    tiny_policy.act_batch_size = 2
+    _, passes = _fit_counting_reference_passes(tiny_policy, tmp_path / "width", EVALS)
+    assert len(passes) == 2  # three states: two, then one
+    import modules.dpo
+
+    tiny_policy.act_batch_size = 16
+    vocab = tiny_policy.model.config.vocab_size
+    monkeypatch.setattr(modules.dpo, "PRE_PASS_LOGITS_BYTES", 4 * vocab * 5)  # 5 answer tokens a pass
+    _, passes = _fit_counting_reference_passes(tiny_policy, tmp_path / "budget", EVALS)
+    assert len(passes) == 3  # each state's answers (3 or 2 distinct, 2 tokens each) fill a pass
+
+
+def test_held_out_pairs_are_scored_only_when_validation_runs(tiny_policy, tmp_path):
+    module, passes = _fit_counting_reference_passes(tiny_policy, tmp_path, EVALS, limit_val_batches=0)
+    assert set(module._ref_cache) == {_ref_key(p) for p in BATCH} and len(passes) == 1
+
+
+def test_a_flipped_pair_keeps_its_id_but_not_its_reference(tiny_policy):
+    """A judge may flip a pair (chosen and rejected swapped) and keep its id: the cache is keyed by
+    the texts, so the flipped pair's reference log-probs come the right way round."""
+    module = DPO(tiny_policy)
+    pair = BATCH[0]
+    flipped = _pair(pair.pair_id, pair.prompt, pair.rejected, pair.chosen)
+    with torch.no_grad():
+        first = module._reference_logps([pair])
+        second = module._reference_logps([flipped])
+    assert_close(second, first.flip(-1))
