@@ -45,7 +45,10 @@ class Tournament:
         num_games: Games per opponent and mode (half in each seat for two-player games).
         modes: Acting modes to evaluate: ``score``, ``constrained``, ``generate``.
         seed: First seed; seeds ``seed .. seed + num_games - 1`` are used, apart from training's.
-        num_envs: Games stepped together.
+        num_envs: Games of a match stepped together. A mode's matches against the built-in
+            opponents run side by side (each with this many), so one ``act`` call a wave serves
+            them all; snapshot and other-model matches, and matches sized by ``ci_half_width``,
+            run one after another.
         distributed: When a ``torch.distributed`` process group is initialised (DDP), each rank plays
             its share of the seeds (``seeds[rank::world_size]``) and the figures are summed over all
             ranks; every rank must then call :meth:`run` together. ``False``: each rank plays every
@@ -112,8 +115,11 @@ class Tournament:
         games: dict = {}
         samples: dict = {}
         for mode in self.modes:
+            played = self._shared_matches(policy, mode)
             for opponent in [*self.opponents, *self.snapshots, *self.llm_opponents]:
-                metrics, by_seed, sample = self._match(policy, mode, opponent)
+                if opponent not in played:
+                    played[opponent] = self._match(policy, mode, opponent)
+                metrics, by_seed, sample = played[opponent]
                 results.setdefault(mode, {})[opponent] = metrics
                 games.setdefault(mode, {})[opponent] = by_seed
                 samples.setdefault(mode, {})[opponent] = sample
@@ -151,14 +157,44 @@ class Tournament:
         rate = f"{self.success}_rate"
         return (metrics[f"{rate}_high"] - metrics[f"{rate}_low"]) / 2 <= self.ci_half_width
 
+    def _shared_matches(self, policy, mode: str) -> dict[str, tuple]:
+        """The matches of ``mode`` against the built-in opponents, played together: their games are
+        stepped side by side, so each wave's ``act`` call serves every match (positions that recur
+        across matches run once) and no match's last few games run alone. Each game is the one its
+        match would play alone. Only when every match plays all its games (``ci_half_width``
+        null); ``{opponent: (metrics, by_seed, samples)}``, empty when there is nothing to share."""
+        builtin = list(self.opponents)
+        if self.ci_half_width is not None or len(builtin) < 2:
+            return {}
+        rank, world = self._ranks()
+        mine = list(range(self.num_games))[rank::world]
+        per_match = max(1, min(self.num_envs, -(-self.num_games // world)))
+        engine = RolloutEngine(self.env, self.env_kwargs, per_match * len(builtin))
+        games = [(opponent, i) for opponent in builtin for i in mine]
+        start = time.perf_counter()
+        played = engine.play(
+            policy,
+            [self.seed + i for _, i in games],
+            mode=mode,
+            greedy=True,
+            opponents=[opponent for opponent, _ in games],
+            # Seats follow the global game index; in self-play the learner holds every seat.
+            reset_options=lambda k: None if games[k][0] == "self" else _alternate_seats(games[k][1]),
+            progress=f"tournament ({mode}) vs {', '.join(builtin)}",
+        ).episodes
+        seconds = time.perf_counter() - start
+        return {
+            opponent: self._summary([e for (o, _), e in zip(games, played) if o == opponent], seconds)
+            for opponent in builtin
+        }
+
     def _match(self, policy, mode: str, opponent: str) -> tuple[dict[str, float], dict[str, dict], list]:
         """One mode against one opponent: this rank's share of the games, figures over all ranks."""
         rank, world = self._ranks()
-        sync = world > 1  # the states are summed over ranks (each rank counted its own games)
         other = self._llm_opponent(policy, opponent)
         kwargs = {**self.env_kwargs, "opponent": "self" if other else opponent}
         engine = RolloutEngine(self.env, kwargs, max(1, min(self.num_envs, -(-self.num_games // world))))
-        overall = OutcomeRates(sync_on_compute=sync)
+        overall = OutcomeRates(sync_on_compute=world > 1)
         episodes: list[Episode] = []
         start = time.perf_counter()
         for chunk in self._chunks():
@@ -196,9 +232,14 @@ class Tournament:
             # Every rank sees the same summed figures, so every rank stops after the same chunk.
             if self._precise_enough(overall.compute()):
                 break
-        seconds = time.perf_counter() - start
-        metrics = overall.compute()
-        if seconds > 0:  # this rank's wall time, so a throughput over all ranks' games
+        return self._summary(episodes, time.perf_counter() - start)
+
+    def _summary(self, episodes: list[Episode], seconds: float) -> tuple[dict[str, float], dict[str, dict], list]:
+        """A match's figures over all ranks (this rank played ``episodes`` in ``seconds``), its games
+        by seed, and its first two games on this rank."""
+        sync = self._ranks()[1] > 1  # the states are summed over ranks (each rank counted its own games)
+        metrics = update_from_episodes(OutcomeRates(sync_on_compute=sync), episodes).compute()
+        if seconds > 0:  # this rank's wall time (shared by the matches played together)
             metrics["games_per_s"] = metrics.get("episodes", 0.0) / seconds
         keep = ("win_rate", "non_loss_rate", "mean_return")
         for seat in range(2):
@@ -320,7 +361,10 @@ class TournamentCallback(EvaluationSchedule):
         env: Gymnasium id; defaults to the datamodule's ``env``.
         env_kwargs: Env options; default to the datamodule's ``env_kwargs``.
         seed: First held-out seed.
-        num_envs: Games stepped together.
+        num_envs: Games of a match stepped together. A mode's matches against the built-in
+            opponents run side by side (each with this many), so one ``act`` call a wave serves
+            them all; snapshot and other-model matches, and matches sized by ``ci_half_width``,
+            run one after another.
         exploitability: Also log the exploitability of the policy's score-mode action probabilities
             (small imperfect-information games such as Kuhn and Leduc poker; OpenSpiel's best response).
         name: Tells two tournaments in one Trainer apart (e.g. one per game): it keys the callback's

@@ -437,34 +437,30 @@ class OnPolicyDataModule(L.LightningDataModule):
             if e.env_id == self.env and e.mode == self.mode
         }
         tags = RolloutEngine.episode_tags([g["seed"] for g in plan])
-        by_opponent: dict[str, list[int]] = {}
-        for k, game in enumerate(plan):
-            by_opponent.setdefault(game["opponent"], []).append(k)
         barrier()  # every rank has read the file before any rank appends to it
         rank, world = rank_and_world()
         start, played = time.perf_counter(), []
         # Sampling depends only on the seed, the epoch and the weights, not on the process's history.
         reseed_global(self.seed, self.iteration, rank, "rollout")
-        episodes: dict[int, Episode] = {}
-        for opponent, indices in by_opponent.items():
-            engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
-            ids = {k: engine.episode_id(plan[k]["seed"], self.iteration, tags[k]) for k in indices}
-            episodes.update({k: have[ids[k]] for k in indices if ids[k] in have})
-            # Under DDP each rank plays every world-th missing game (its own generator each, so the
-            # games do not depend on the split); rank zero writes them all, as in preference.py.
-            missing = [k for k in indices if ids[k] not in have][rank::world]
-            if not missing and world == 1:
-                continue
+        engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
+        ids = [engine.episode_id(game["seed"], self.iteration, tags[k]) for k, game in enumerate(plan)]
+        episodes: dict[int, Episode] = {k: have[i] for k, i in enumerate(ids) if i in have}
+        # Under DDP each rank plays every world-th missing game (its own generator each, so the games
+        # do not depend on the split); rank zero writes them all, as in preference.py. The games of
+        # every opponent are stepped together: one act call a wave serves them all.
+        missing = [k for k, i in enumerate(ids) if i not in have][rank::world]
+        if missing or world > 1:
             result = engine.play(
                 policy,
                 [plan[k]["seed"] for k in missing],
                 mode=self.mode,
                 out_path=path if rank == 0 else None,
                 iteration=self.iteration,
-                reset_options=lambda j, todo=missing: plan[todo[j]]["options"] or None,
-                progress=f"rollout epoch {self.iteration} vs {opponent}",
+                reset_options=lambda j: plan[missing[j]]["options"] or None,
+                progress=f"rollout epoch {self.iteration}",
                 temperature=self.temperature,
                 tags=[tags[k] for k in missing],
+                opponents=[plan[k]["opponent"] for k in missing],
             )
             mine = gather_episodes(dict(zip(missing, result.episodes)), path)
             episodes.update(mine)
@@ -650,8 +646,10 @@ class OnPolicyDataModule(L.LightningDataModule):
                     todo.setdefault(episode.opponent, []).append(((n, j), turn.seat, history, episode.learner_seat))
         rank, _ = rank_and_world()
         reseed_global(self.seed, self.iteration, rank, "playouts")
-        for opponent, items in todo.items():
-            engine = RolloutEngine(self.env, {**self.env_kwargs, "opponent": opponent}, self.num_envs)
+        items = [item for group in todo.values() for item in group]
+        opponents = [opponent for opponent, group in todo.items() for _ in group]
+        if items:  # every opponent's playouts stepped together
+            engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
             base = 1_000_003 * (self.seed + 1) + 10_007 * self.iteration + 7_919
             options = [
                 {"history": history, **({"learner_seat": learner} if learner >= 0 else {})}
@@ -662,10 +660,11 @@ class OnPolicyDataModule(L.LightningDataModule):
                 [base + k for k in range(len(items))],
                 mode=self.mode,
                 iteration=self.iteration,
-                reset_options=lambda k, options=options: dict(options[k]),
-                progress=f"playouts epoch {self.iteration} vs {opponent}",
+                reset_options=lambda k: dict(options[k]),
+                progress=f"playouts epoch {self.iteration}",
                 temperature=self.temperature,
                 tags=[f"/playout{k}" for k in range(len(items))],
+                opponents=opponents,
             )
             for (key, seat, _, _), played in zip(items, result.episodes):
                 values[key] = float(played.returns[seat] - played.penalties[seat])

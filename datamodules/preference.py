@@ -286,23 +286,20 @@ class PreferenceDataModule(L.LightningDataModule):
         # Generate mode samples from torch's generator: seeded by the run's position (a resumed run
         # plays the games the uninterrupted one played) and the rank (ranks draw apart).
         reseed_global(self.seed, self.iteration, rank, "rollout")
-        for k, opponent in enumerate(opponents):
-            mine = [(s, j) for s, j in missing if index[s] % len(opponents) == k]
-            if not mine:
-                continue
-            kwargs = {**self.env_kwargs, "opponent": opponent}
-            engine = RolloutEngine(self.env, kwargs, self.num_envs)
-            result = engine.play(
+        # The games of every opponent are stepped together: one act call a wave serves them all.
+        if missing:
+            engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
+            played = engine.play(
                 policy,
-                [s for s, _ in mine],
+                [s for s, _ in missing],
                 mode=self.mode,
                 out_path=path if rank == 0 else None,
                 iteration=self.iteration,
-                progress=f"rollout iter {self.iteration} vs {opponent}",
+                progress=f"rollout iter {self.iteration} vs {', '.join(opponents)}",
                 temperature=self.temperature,
-                tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in mine],
-            )
-            played += result.episodes
+                tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in missing],
+                opponents=[opponents[index[s] % len(opponents)] for s, _ in missing],
+            ).episodes
         mine = gather_episodes({e.episode_id: e for e in played}, path)
         played = list(mine.values())
         self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)

@@ -5,6 +5,8 @@ ways to seat them:
 
 - ``play(policy, ...)``: the policy is the learner; the env's own opponent (``env_kwargs.opponent``)
   plays the other seats inside the env, or the learner drives every seat with ``opponent: self``;
+- ``play(policy, ..., opponents=[...])``: as the first, each game with its own env opponent; the
+  games of all opponents are stepped together, so one ``act`` call serves them all;
 - ``play(None, ..., seats=fn)``: ``fn(game_index)`` gives a player per seat (the learner, a frozen
   snapshot, another model, a built-in agent); the envs run in self-play mode and the engine routes
   each observation to the player of its seat. A checkpoint pool, a judge or a match between two
@@ -87,16 +89,49 @@ class RolloutEngine:
     Args:
         env_id: A registered Gymnasium id, e.g. ``lightspiel/TicTacToe-v0``.
         env_kwargs: Keyword arguments for ``gymnasium.make`` (opponent, illegal rule, ...).
-        num_envs: Environments stepped together; each wave asks each policy player once.
+        num_envs: Environments stepped together; each wave asks each policy player once. With
+            per-game ``opponents`` (:meth:`play`), each opponent gets its share of them, in
+            proportion to its games (at least one each).
     """
 
     def __init__(self, env_id: str, env_kwargs: dict | None = None, num_envs: int = 16) -> None:
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         self.env_id, self.env_kwargs, self.num_envs = env_id, dict(env_kwargs or {}), num_envs
-        self.envs = [make_env(env_id, self.env_kwargs) for _ in range(num_envs)]
+        make_env(env_id, self.env_kwargs).close()  # a bad id or option fails here, before any game
+        self._envs: list[gymnasium.Env] | None = None
         self._seated_envs: list[gymnasium.Env] | None = None
+        self._opponent_envs: dict[str, list[gymnasium.Env]] = {}
         self._tags: dict[int, str] = {}
+
+    @property
+    def envs(self) -> list[gymnasium.Env]:
+        """The ``num_envs`` env copies as configured (made on first use)."""
+        if self._envs is None:
+            self._envs = [make_env(self.env_id, self.env_kwargs) for _ in range(self.num_envs)]
+        return self._envs
+
+    def _envs_of(self, opponent: str, count: int) -> list[gymnasium.Env]:
+        """``count`` env copies whose built-in opponent is ``opponent`` (made once, kept)."""
+        made = self._opponent_envs.setdefault(opponent, [])
+        if not made and self._envs and str(self._envs[0].unwrapped.opponent) == opponent:
+            made += self._envs  # the configured copies, already made, have this opponent
+        kwargs = {**self.env_kwargs, "opponent": opponent}
+        made += [make_env(self.env_id, kwargs) for _ in range(count - len(made))]
+        return made[:count]
+
+    def _grouped(self, opponents: Sequence[str], queue: list) -> tuple[list, list[str], dict[str, list]]:
+        """The envs of a play with per-game ``opponents``: ``(envs, opponent of each env, queue of
+        each opponent)``; ``num_envs`` is shared in proportion to the opponents' games."""
+        queues: dict[str, list] = {}
+        for order, seed in queue:
+            queues.setdefault(str(opponents[order]), []).append((order, seed))
+        envs_, groups = [], []
+        for opponent, games in queues.items():
+            count = min(len(games), max(1, round(self.num_envs * len(games) / len(queue))))
+            envs_ += self._envs_of(opponent, count)
+            groups += [opponent] * count
+        return envs_, groups, queues
 
     def _envs_for(self, seated: bool) -> list[gymnasium.Env]:
         """The env copies: as configured, or (with seated players) in self-play mode."""
@@ -120,6 +155,7 @@ class RolloutEngine:
         temperature: float | None = None,
         seats: Callable[[int], Sequence[Player]] | None = None,
         tags: Sequence[str] | None = None,
+        opponents: Sequence[str] | None = None,
     ) -> RolloutResult:
         """Play one episode per seed; append each finished episode to ``out_path`` as it ends.
 
@@ -136,11 +172,23 @@ class RolloutEngine:
             temperature: Sampling temperature of policy players without one of their own.
             seats: ``fn(game_index) -> [player per seat]``; the envs then run in self-play mode.
             tags: Suffixes of the episode ids (default :meth:`episode_tags` of ``seeds``).
+            opponents: The env opponent of each game (overrides ``env_kwargs.opponent``): games
+                against different opponents are stepped together and the learner's observations
+                of all of them go to one ``act`` call a wave. Each game is the one it would be
+                alone: the env's opponent draws from the env's generator, seeded by the game.
         """
         start = time.perf_counter()
-        envs_ = self._envs_for(seats is not None)
-        learner = None if seats is not None else PolicyPlayer(policy)
         queue = list(enumerate(seeds))
+        if opponents is not None:
+            if seats is not None:
+                raise ConfigError("play: give per-game opponents or seats, not both")
+            if len(opponents) != len(queue):
+                raise ConfigError(f"play: {len(opponents)} opponents for {len(queue)} games")
+            envs_, groups, queues = self._grouped(opponents, queue)
+        else:
+            envs_ = self._envs_for(seats is not None)
+            groups, queues = [None] * len(envs_), {None: queue}
+        learner = None if seats is not None else PolicyPlayer(policy)
         tags = list(tags) if tags is not None else self.episode_tags(seeds)
         self._tags = dict(enumerate(tags))
         finished: list[tuple[int, Episode]] = []
@@ -151,7 +199,7 @@ class RolloutEngine:
         try:
 
             def start_next(i: int) -> None:
-                order, seed = queue.pop(0)
+                order, seed = queues[groups[i]].pop(0)
                 opts = reset_options(order) if reset_options else None
                 obs, info = envs_[i].reset(seed=int(seed), options=opts)
                 players = list(seats(order)) if seats is not None else None
@@ -186,13 +234,13 @@ class RolloutEngine:
                 """Start the next queued game in env ``i``; a start that is already over (a replayed
                 or played-on history whose remaining moves were all the opponents') ends at once,
                 with no turns, and the next one takes the env."""
-                while queue:
+                while queues[groups[i]]:
                     start_next(i)
                     if "returns" not in slots[i]["info"]:
                         return
                     finish(i, self._episode(envs_[i], slots[i], slots[i]["info"], False, mode, iteration))
 
-            for i in range(min(self.num_envs, len(queue))):
+            for i in range(min(len(envs_), len(queue))):
                 fill(i)
             while slots:
                 for i, (player, act) in self._wave(envs_, slots, learner, settings).items():

@@ -70,6 +70,21 @@ def test_tournament_alternates_seats_and_is_reproducible(tiny_policy):
     ]
 
 
+def test_matches_played_side_by_side_are_the_matches_played_alone(tiny_policy):
+    """A mode's matches against the built-in opponents share the engine's waves; every game, and so
+    every figure, is the one its match plays on its own."""
+    env = "lightspiel/TicTacToe-v0"
+    together = Tournament(env, {}, ["random", "mcts", "self"], num_games=4, num_envs=4, modes=["score", "generate"])
+    played = together.play(tiny_policy)
+    for opponent in ("random", "mcts", "self"):
+        alone = Tournament(env, {}, [opponent], num_games=4, num_envs=4, modes=["score", "generate"]).play(tiny_policy)
+        for mode in ("score", "generate"):
+            assert played["games"][mode][opponent] == alone["games"][mode][opponent]
+            drop = ("games_per_s",)
+            got = {k: v for k, v in played["results"][mode][opponent].items() if k not in drop}
+            assert got == {k: v for k, v in alone["results"][mode][opponent].items() if k not in drop}
+
+
 def test_tournament_evaluates_every_requested_mode(tiny_policy):
     t = Tournament(
         "lightspiel/TicTacToe-v0", {}, ["random"], num_games=2, modes=["score", "constrained", "generate"]

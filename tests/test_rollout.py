@@ -56,6 +56,44 @@ def test_same_seeds_replay_the_same_games(tiny_policy):
     ]
 
 
+def test_games_against_several_opponents_share_waves_and_stay_the_games_played_alone(tiny_policy):
+    """Per-game opponents step every opponent's games together (one act call a wave for all of
+    them), and each sampled game is move for move the one its opponent's own engine plays."""
+    seeds = [11, 12, 13, 14, 15, 16]
+    opponents = ["random", "mcts", "self", "random", "mcts", "self"]
+    sizes = []
+    act = tiny_policy.act
+
+    def counting_act(observations, **kwargs):
+        sizes.append(len(observations))
+        return act(observations, **kwargs)
+
+    tiny_policy.act = counting_act
+    try:
+        mixed = RolloutEngine(ENV, {"illegal_rule": "random"}, num_envs=6).play(
+            tiny_policy, seeds, mode="score", temperature=1.5, opponents=opponents, progress=None
+        )
+        first_wave = sizes[0]
+        alone = {}
+        for opponent in ("random", "mcts", "self"):
+            mine = [s for s, o in zip(seeds, opponents) if o == opponent]
+            engine = RolloutEngine(ENV, {"illegal_rule": "random", "opponent": opponent}, num_envs=2)
+            for e in engine.play(tiny_policy, mine, mode="score", temperature=1.5, progress=None).episodes:
+                alone[e.seed] = e
+    finally:
+        tiny_policy.act = act
+    assert first_wave == 6  # every game's first decision in one call, whichever its opponent
+    assert [e.opponent for e in mixed.episodes] == opponents
+    for e in mixed.episodes:
+        other = alone[e.seed]
+        assert e.learner_seat == other.learner_seat and e.returns == other.returns
+        assert [(t.seat, t.action, t.history) for t in e.turns] == [
+            (t.seat, t.action, t.history) for t in other.turns
+        ]
+    with pytest.raises(ConfigError, match="2 opponents for 6 games"):
+        RolloutEngine(ENV, {}, num_envs=2).play(tiny_policy, seeds, opponents=["random", "mcts"], progress=None)
+
+
 def test_self_play_rollout_to_pairs(tiny_policy, tmp_path):
     dm = PreferenceDataModule(
         ENV,
