@@ -35,6 +35,7 @@ from datamodules.metrics import outcome_metrics_with_intervals as outcome_metric
 from datamodules.players import AgentPlayer, Player, PolicyPlayer
 from datamodules.records import Episode, EpisodeWriter, Turn
 from modules.errors import ConfigError, did_you_mean
+from modules.memory import release_freed_memory
 
 
 @dataclass
@@ -178,6 +179,7 @@ class RolloutEngine:
                 alone: the env's opponent draws from the env's generator, seeded by the game.
         """
         start = time.perf_counter()
+        release_freed_memory()  # a training phase's freed activations, before the games add their own
         queue = list(enumerate(seeds))
         if opponents is not None:
             if seats is not None:

@@ -36,6 +36,7 @@ from datamodules.distributed import gather, rank_and_world
 from modules.base import PolicyModule
 from modules.errors import ConfigError
 from modules.losses import DPO_LOSS_TYPES, dpo_loss
+from modules.memory import release_freed_memory
 from modules.policy import Policy
 from modules.sft import sft_step
 
@@ -118,6 +119,7 @@ class DPO(PolicyModule):
         pairs = [p for p in getattr(loader, "dataset", None) or [] if hasattr(p, "chosen")]
         if pairs and self._validates_this_epoch():  # not in an SFT stage, and validation follows
             pairs += list(getattr(self.trainer.datamodule, "eval_pairs", None) or [])
+        release_freed_memory()  # the last epoch's activations, before the pre-pass adds its own
         self.cache_reference(pairs)
 
     def _validates_this_epoch(self) -> bool:
