@@ -17,6 +17,7 @@ Prints one JSON object (and writes it to bench/results/coverage.json).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import sys
@@ -25,8 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callbacks.tournament import _alternate_seats  # noqa: E402
-from cli.main import lightning_main  # noqa: E402
-from cli.verbs import _without_run_keys, load_trained_module  # noqa: E402
+from cli.verbs import load_trained_module  # noqa: E402
 from datamodules import RolloutEngine  # noqa: E402
 from datamodules.metrics import wilson_interval  # noqa: E402
 from envs import state_from_history  # noqa: E402
@@ -96,19 +96,16 @@ def main() -> None:
     seen = trained_prompts(run)
     if not seen:
         raise ConfigError(f"--run {args.run!r}: no iter_*/pairs_*.jsonl in it (expected a DPO run folder)")
-    trained = load_trained_module(config, ckpt).policy
-    trimmed = _without_run_keys(config)
-    try:
-        untrained = lightning_main(["--config", trimmed, "--trainer.logger=false"], run=False).model.policy
-    finally:
-        if trimmed != config:
-            Path(trimmed).unlink(missing_ok=True)
+    policy = load_trained_module(config, ckpt).policy
+    policy.eval()
     report = {"benchmark": "coverage", "run": str(run), "trained_prompts": len(seen), "results": {}}
-    for name, policy in (("untrained", untrained), ("trained", trained)):
-        policy.eval()
-        report["results"][name] = {
-            opponent: blunders(policy, args.env, opponent, args.games, args.seed, seen) for opponent in args.opponents
-        }
+    # Untrained: the same network with its adapter switched off (a fresh LoRA adds exactly zero).
+    for name, adapter in (("untrained", policy.model.disable_adapter()), ("trained", contextlib.nullcontext())):
+        with adapter:
+            report["results"][name] = {
+                opponent: blunders(policy, args.env, opponent, args.games, args.seed, seen)
+                for opponent in args.opponents
+            }
     text = json.dumps(report, indent=2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text + "\n")
