@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from modules.errors import ConfigError
+from modules.lora import fuse_lora_layers
 from modules.modes import check_mode
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
@@ -374,7 +375,9 @@ class Policy(nn.Module):
         with warnings.catch_warnings():
             # peft reads the deprecated `is_gradient_checkpointing` property while wrapping: not ours to fix
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            return tokenizer, get_peft_model(base, self.lora_config)
+            model = get_peft_model(base, self.lora_config)
+        fuse_lora_layers(model)  # peft's LoRA arithmetic in one autograd node a layer (modules/lora.py)
+        return tokenizer, model
 
     # ------------------------------------------------------------------ tokens
     @property

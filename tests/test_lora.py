@@ -1,0 +1,114 @@
+"""The fused LoRA layer (modules/lora.py) computes what peft's layer computes, forwards and backwards."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft.tuners.lora import Linear as PeftLoraLinear
+
+from modules.lora import fused_lora_class
+from modules.policy import Policy
+
+PROMPT = "Tic-tac-toe. You are X.\n 1 | 2 | 3\n 4 | 5 | 6\n 7 | 8 | 9\nReply with one cell number."
+
+
+def _lora_layers(policy):
+    return [m for m in policy.model.modules() if isinstance(m, PeftLoraLinear)]
+
+
+def _as_peft(policy, on: bool) -> None:
+    """Switch every adapted layer between peft's own class and the fused one (same parameters)."""
+    for layer in _lora_layers(policy):
+        layer.__class__ = PeftLoraLinear if on else fused_lora_class(PeftLoraLinear)
+
+
+def _trained_like(policy) -> None:
+    """Non-zero adapters (peft starts B at zero, which would hide every B-side difference)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0.0, 0.2)
+
+
+def _loss_and_grads(policy):
+    policy.model.zero_grad()
+    prompts = [policy.prompt_ids(PROMPT), policy.prompt_ids(PROMPT + " ")]
+    completions = [[policy.completion_ids(t) for t in ("5", "9", "1")]] * 2
+    logps = policy.completion_logps(prompts, completions)
+    (logps[:, 0] - 0.5 * logps[:, 1] + 0.25 * logps[:, 2]).sum().backward()
+    grads = {n: p.grad.clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+    return logps.detach(), grads
+
+
+@pytest.mark.parametrize(
+    ("dtype", "lora_alpha", "tol"), [("float32", 8, 1e-5), ("float32", 6, 1e-5), ("bfloat16", 6, 2e-2)]
+)
+def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora_alpha, tol):
+    policy = Policy(model=tiny_model_dir, dtype=dtype, lora_r=4, lora_alpha=lora_alpha)
+    layers = _lora_layers(policy)
+    assert layers and all(type(m).__name__ == "FusedLoraLinear" for m in layers)
+    _trained_like(policy)
+    fused_logps, fused_grads = _loss_and_grads(policy)
+    _as_peft(policy, True)
+    peft_logps, peft_grads = _loss_and_grads(policy)
+    assert fused_grads.keys() == peft_grads.keys()
+    assert {n for n in fused_grads if "lora_A" in n} and {n for n in fused_grads if "lora_B" in n}
+    torch.testing.assert_close(fused_logps, peft_logps, rtol=tol, atol=tol)
+    for name in peft_grads:
+        a, b = fused_grads[name], peft_grads[name]
+        assert a.dtype == b.dtype == torch.float32, name
+        assert (a - b).norm() <= tol * b.norm() + 1e-8, name
+
+
+def test_disabled_merged_and_dropout_layers_take_peft_path(tiny_model_dir):
+    policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
+    _trained_like(policy)
+    ids = torch.tensor([policy.prompt_ids(PROMPT)])
+    with torch.no_grad():
+        adapted = policy.model(input_ids=ids).logits
+        with policy.model.disable_adapter():
+            bare = policy.model(input_ids=ids).logits
+    assert not torch.allclose(adapted, bare)  # the adapters change the output...
+    _as_peft(policy, True)
+    with torch.no_grad(), policy.model.disable_adapter():
+        torch.testing.assert_close(
+            policy.model(input_ids=ids).logits, bare, rtol=0, atol=0
+        )  # ...and off is off
+    _as_peft(policy, False)
+    # dropout above zero is peft's forward, draw for draw
+    for layer in _lora_layers(policy):
+        layer.lora_dropout["default"] = torch.nn.Dropout(0.3)
+    policy.model.train()
+    outs = []
+    for peft_class in (False, True):
+        _as_peft(policy, peft_class)
+        torch.manual_seed(7)
+        with torch.no_grad():
+            outs.append(policy.model(input_ids=ids).logits)
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def test_fused_layers_keep_no_fp32_copy_of_their_inputs_for_backward(tiny_model_dir):
+    """peft's layer on a bf16 base keeps each adapted layer's input cast to fp32 for its backward
+    pass; the fused layer keeps the input as it came (the base layer holds it anyway)."""
+    policy = Policy(model=tiny_model_dir, dtype="bfloat16", lora_r=4, lora_alpha=8)
+    prompt = [policy.prompt_ids(PROMPT)]
+    completions = [[policy.completion_ids("5")]]
+
+    def saved_fp32_bytes() -> int:
+        total = []
+
+        def pack(t):
+            if t.dtype == torch.float32 and t.dim() >= 2 and t.shape[-1] == policy.model.config.hidden_size:
+                total.append(t.numel() * 4)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            policy.completion_logps(prompt, completions).sum()
+        return sum(total)
+
+    fused = saved_fp32_bytes()
+    _as_peft(policy, True)
+    peft = saved_fp32_bytes()
+    assert peft > 0 and fused < peft / 2
