@@ -1,6 +1,6 @@
 """DPO training throughput (pairs/s): lightspiel's DPO module against TRL's DPOTrainer, same pairs.
 
-    python bench/bench_dpo.py --pairs 16 --batch-size 4 --dtype float32 [--no-trl]
+    python bench/bench_dpo.py --pairs 16 --batch-size 4 --dtype float32 [--no-trl] [--peft-layers]
 
 The pairs are real: self-play tic-tac-toe states labelled by the minimax oracle. Two workloads:
 - ``shared``: the oracle's pairs as they come, several per state (a state's best move against each
@@ -13,7 +13,8 @@ first (warm-up) step left out of the timing. lightspiel's figure is given with t
 log-probabilities computed in the step (``cold``, as TRL does by default), computed for the
 epoch's pairs in a no-grad pre-pass of ``act_batch_size`` states timed with the steps
 (``pre_pass``, what a fit does: ``DPO.cache_reference``) and cached from an earlier epoch
-(``cached``). Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
+(``cached``). ``--peft-layers`` also times lightspiel with peft's own LoRA layers in place of
+its fused ones (modules/lora.py), on the same pairs. Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from datamodules import RolloutEngine, oracle_pairs  # noqa: E402
 from datamodules.preference import StateBatchSampler  # noqa: E402
 from datamodules.records import write_json_atomic  # noqa: E402
 from modules.dpo import DPO  # noqa: E402
+from modules.lora import unfuse_lora_layers  # noqa: E402
 from modules.policy import Policy  # noqa: E402
 
 LORA = {"lora_r": 16, "lora_alpha": 32}
@@ -163,6 +165,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="pairs per optimizer step, both sides")
     parser.add_argument("--workloads", nargs="+", default=["shared", "distinct"], choices=["shared", "distinct"])
     parser.add_argument("--no-trl", action="store_true")
+    parser.add_argument(
+        "--peft-layers",
+        action="store_true",
+        help="also time lightspiel with peft's own LoRA layers (modules/lora.py's fused layer off)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     report = {
@@ -183,6 +190,15 @@ def main() -> None:
             "mean_prompt_tokens": round(sum(len(policy.prompt_ids(p.prompt)) for p in pairs) / len(pairs), 1),
             "lightspiel": bench_lightspiel(policy, pairs, args.batch_size),
         }
+        if args.peft_layers:
+            plain = Policy(model=args.model, dtype=args.dtype, **LORA)
+            unfuse_lora_layers(plain.model)
+            row["lightspiel_peft_layers"] = bench_lightspiel(plain, pairs, args.batch_size)
+            row["fused_over_peft_layers"] = {
+                epoch: round(figure["pairs_per_s"] / row["lightspiel_peft_layers"][epoch]["pairs_per_s"], 2)
+                for epoch, figure in row["lightspiel"].items()
+            }
+            del plain
         if not args.no_trl:
             from modules.policy import resolve_model
 

@@ -21,7 +21,26 @@ import sys
 # be set before torch loads MKL; measured here it costs nothing (a 1600x576x1536 fp32 product at the same speed).
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from cli.main import LightspielCLI, lightning_main, report_user_error
+
+def _run_as_module() -> bool:
+    """Whether this process is ``python [options] -m cli ...`` (not a test or a library import)."""
+    argv = list(getattr(sys, "orig_argv", []))
+    return any(a == "-m" and argv[i + 1 : i + 2] == ["cli"] for i, a in enumerate(argv[1:], 1))
+
+
+# glibc's malloc with transparent huge pages: about 10% off a DPO step on the CPU, fewer page faults
+# (modules.memory.huge_page_environ says when and why). glibc reads it only at start-up, so the
+# command restarts itself once, before anything heavy is imported.
+if _run_as_module():
+    from modules.memory import huge_page_environ
+
+    _env = huge_page_environ(dict(os.environ))
+    if _env is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, sys.orig_argv, _env)
+
+from cli.main import LightspielCLI, lightning_main, report_user_error  # noqa: E402  (after the restart above)
 
 #: Verbs beside LightningCLI's (fit, validate, ...): name -> "module:function(argv) -> exit status".
 VERBS = {

@@ -104,3 +104,16 @@ def fuse_lora_layers(model: nn.Module) -> int:
             module.__class__ = fused
             count += 1
     return count
+
+
+def unfuse_lora_layers(model: nn.Module) -> int:
+    """Undo :func:`fuse_lora_layers`: peft's own forward again (benchmarks compare the two)."""
+    from peft.tuners.lora import Linear
+
+    fused = fused_lora_class(Linear)
+    count = 0
+    for module in model.modules():
+        if type(module) is fused:
+            module.__class__ = Linear
+            count += 1
+    return count

@@ -43,3 +43,43 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+#: glibc's tunable that backs malloc's heap and its large blocks with transparent huge pages.
+HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
+_THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def huge_page_environ(environ: dict[str, str], thp_path: str = _THP_ENABLED) -> dict[str, str] | None:
+    """The environment a process should restart with so that glibc's malloc asks for transparent huge
+    pages, or None where that changes nothing or cannot work.
+
+    With 4 KiB pages every fresh megabyte an activation takes is 256 page faults (about 4.5 us each
+    here, most of it the kernel zeroing the page): a DPO step of 4 states on SmolLM2 faulted in
+    about 50,000 pages, and a first batch at a new size ran its 2 MB copies at 2.4 ms against 80 us
+    once the pages were there (torch.profiler). With the tunable the same steps took 130 K page
+    faults a run instead of 870-990 K, and 1.68 s a step against 1.87 s (five interleaved rounds of
+    12 steps). glibc reads tunables only when a process starts, so the command line restarts itself
+    with it (:mod:`cli`): only on glibc 2.35 or later, only where the kernel's THP mode is
+    ``madvise`` (``always`` needs nothing, ``never`` cannot help), never when ``GLIBC_TUNABLES``
+    already names the tunable, and never with ``LIGHTSPIEL_HUGE_PAGES=0``."""
+    import platform
+    import sys
+
+    if environ.get("LIGHTSPIEL_HUGE_PAGES", "1") == "0" or not sys.platform.startswith("linux"):
+        return None
+    current = environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" in current:
+        return None
+    lib, version = platform.libc_ver()
+    try:
+        if lib != "glibc" or tuple(int(p) for p in version.split(".")[:2]) < (2, 35):
+            return None
+        with open(thp_path) as f:
+            if "[madvise]" not in f.read():
+                return None
+    except (OSError, ValueError):
+        return None
+    env = dict(environ)
+    env["GLIBC_TUNABLES"] = f"{current}:{HUGE_PAGE_TUNABLE}" if current else HUGE_PAGE_TUNABLE
+    return env

@@ -1,11 +1,19 @@
 """Freed heap memory goes back to the operating system at phase boundaries."""
 
 import gc
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from modules.memory import _malloc_trim, release_freed_memory
+from modules.memory import HUGE_PAGE_TUNABLE, _malloc_trim, huge_page_environ, release_freed_memory
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rss_mib() -> float:
@@ -34,3 +42,69 @@ def test_freed_activations_leave_the_process_once_released():
     assert held - still < 50  # freeing alone gives (almost) nothing back
     assert still - after > 150  # releasing gives the 200 MiB back
     assert sum(int(k[0]) for k in keep) == 200
+
+
+def _thp(tmp_path, mode: str) -> str:
+    path = tmp_path / "enabled"
+    path.write_text(" ".join(f"[{m}]" if m == mode else m for m in ("always", "madvise", "never")) + "\n")
+    return str(path)
+
+
+needs_glibc_235 = pytest.mark.skipif(
+    not sys.platform.startswith("linux")
+    or platform.libc_ver()[0] != "glibc"
+    or tuple(int(p) for p in platform.libc_ver()[1].split(".")[:2]) < (2, 35),
+    reason="glibc 2.35 or later only",
+)
+
+
+@needs_glibc_235
+def test_huge_pages_are_asked_for_only_where_they_change_something(tmp_path):
+    madvise = _thp(tmp_path, "madvise")
+    env = huge_page_environ({"PATH": "/bin"}, madvise)
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": HUGE_PAGE_TUNABLE}
+    # another tunable the user set stays
+    env = huge_page_environ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, madvise)
+    assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE_PAGE_TUNABLE}"
+    assert (
+        huge_page_environ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, madvise) is None
+    )  # the user's choice
+    assert huge_page_environ({"LIGHTSPIEL_HUGE_PAGES": "0"}, madvise) is None
+    assert huge_page_environ({}, _thp(tmp_path, "always")) is None  # the kernel does it already
+    assert huge_page_environ({}, _thp(tmp_path, "never")) is None  # it cannot
+    assert huge_page_environ({}, str(tmp_path / "missing")) is None
+
+
+def _child_environ_while_running(env: dict[str, str]) -> set[str]:
+    """Every GLIBC_TUNABLES value ``python -m cli fit --help`` runs with (the restart keeps the pid)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "fit", "--help"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen = set()
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                entries = f.read().split(b"\0")
+        except OSError:
+            break
+        seen |= {e.decode() for e in entries if e.startswith(b"GLIBC_TUNABLES=")}
+        time.sleep(0.02)
+    assert proc.wait() == 0
+    return seen
+
+
+@needs_glibc_235
+@pytest.mark.skipif(
+    "[madvise]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(encoding="utf-8")
+    if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+    else True,
+    reason="the kernel's transparent huge pages are not in madvise mode",
+)
+def test_the_command_line_restarts_itself_with_huge_pages(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LIGHTSPIEL_HUGE_PAGES")}
+    assert f"GLIBC_TUNABLES={HUGE_PAGE_TUNABLE}" in _child_environ_while_running(env)
+    assert _child_environ_while_running({**env, "LIGHTSPIEL_HUGE_PAGES": "0"}) == set()
