@@ -23,9 +23,18 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 def _run_as_module() -> bool:
-    """Whether this process is ``python [options] -m cli ...`` (not a test or a library import)."""
+    """Whether this process is ``python [options] -m cli ...`` (not a test, a library import, or a
+    Lightning DDP child, which runs ``-m cli.__main__`` and inherits the parent's environment).
+    While ``-m`` imports the package, ``sys.argv[0]`` is ``"-m"``."""
+    if sys.argv[:1] != ["-m"]:
+        return False
     argv = list(getattr(sys, "orig_argv", []))
-    return any(a == "-m" and argv[i + 1 : i + 2] == ["cli"] for i, a in enumerate(argv[1:], 1))
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == "-m":
+            return argv[i + 1 : i + 2] == ["cli"]
+        if arg.startswith("-m"):
+            return arg == "-mcli"
+    return False
 
 
 # glibc's malloc with transparent huge pages: about 10% off a DPO step on the CPU, fewer page faults

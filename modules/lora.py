@@ -9,15 +9,17 @@ passes over the activations cost a third as much as the base layer's own matmul.
 
 :class:`FusedLoraLinear` computes the same sum with ``addmm`` (the scaled product added to the base
 output in one kernel) inside a single :class:`torch.autograd.Function` whose backward writes each
-gradient once. It keeps the input in its own dtype for the backward pass (the base layer keeps it
-anyway) and casts it when needed, so no fp32 copy is held. The values are peft's up to the
-summation order of ``addmm``; for a power-of-two scaling (``lora_alpha / r`` = 2 in the shipped
-configs) they are bit for bit the same (tests/test_lora.py).
+gradient once. It keeps the layer's input in its own dtype for the backward pass (bf16 on a bf16
+base: half the bytes of peft's fp32 copy) and casts it when needed. The values are peft's up to the
+rounding of ``addmm`` (tests/test_lora.py: fp32 to 1e-5; on the quickstart's bf16 batches, with
+fp32 adapters and scaling 2, the log-probabilities and LoRA gradients of a DPO step came out
+identical to peft's in a check script). Acting's bf16 cast copies of the adapter
+(:meth:`modules.policy.Policy.adapters_in_base_dtype`) take the fused path too, where ``addmm``
+rounds once and peft's ``mm`` then ``add`` round twice in bf16.
 
-Everything peft's layer does beyond vanilla LoRA goes to peft's own forward, unchanged: disabled
-or merged adapters, per-row ``adapter_names``, LoRA variants (DoRA, ...) and dropout above zero.
-Acting's bf16 cast copies of the adapter (:meth:`modules.policy.Policy.adapters_in_base_dtype`)
-take the fused path too, in bf16.
+Everything beyond one plain adapter goes to peft's own forward, unchanged: disabled or merged
+adapters, per-row ``adapter_names``, several active adapters at once, LoRA variants (DoRA, ...),
+adapter biases, dropout above zero, autocast (mixed precision), and peft's input cast turned off.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class _LoraDelta(torch.autograd.Function):
         rows = x.reshape(-1, x.shape[-1])
         hidden = rows.to(a.dtype) @ a.t()  # [M, r]
         out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
-        ctx.save_for_backward(rows, a, b, hidden)
+        ctx.save_for_backward(rows if any(ctx.needs_input_grad[1:3]) else None, a, b, hidden)
         ctx.scaling = scaling
         return out.to(result.dtype).view(result.shape)
 
@@ -67,10 +69,13 @@ def _is_fusable(layer, name: str) -> bool:
 
 
 @functools.cache
-def fused_lora_class(base_cls: type) -> type:
-    """A subclass of peft's ``lora.Linear`` whose vanilla-LoRA forward is :class:`_LoraDelta`."""
+def fused_lora_class() -> type:
+    """The subclass of peft's ``lora.Linear`` whose plain-LoRA forward is :class:`_LoraDelta`; made
+    once, on first use (peft loads only then), and reachable as ``modules.lora.FusedLoraLinear`` so
+    a pickled layer finds its class."""
+    from peft.tuners.lora import Linear
 
-    class FusedLoraLinear(base_cls):
+    class FusedLoraLinear(Linear):
         def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             active = [n for n in self.active_adapters if n in self.lora_A]
             if (
@@ -78,18 +83,26 @@ def fused_lora_class(base_cls: type) -> type:
                 or self.merged
                 or args
                 or kwargs
-                or not all(_is_fusable(self, n) for n in active)
+                or len(active) != 1
+                or not _is_fusable(self, active[0])
+                or not getattr(self, "cast_input_dtype_enabled", True)
+                or torch.is_autocast_enabled(x.device.type)
             ):
                 return super().forward(x, *args, **kwargs)
+            name = active[0]
             result = self.base_layer(x)
-            for name in active:
-                result = _LoraDelta.apply(
-                    result, x, self.lora_A[name].weight, self.lora_B[name].weight, float(self.scaling[name])
-                )
-            return result
+            return _LoraDelta.apply(
+                result, x, self.lora_A[name].weight, self.lora_B[name].weight, float(self.scaling[name])
+            )
 
-    FusedLoraLinear.__name__ = FusedLoraLinear.__qualname__ = "FusedLoraLinear"
+    FusedLoraLinear.__qualname__ = "FusedLoraLinear"
     return FusedLoraLinear
+
+
+def __getattr__(name: str):
+    if name == "FusedLoraLinear":
+        return fused_lora_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fuse_lora_layers(model: nn.Module) -> int:
@@ -97,7 +110,7 @@ def fuse_lora_layers(model: nn.Module) -> int:
     parameters, adapters and state-dict keys; only their class changes). Returns how many."""
     from peft.tuners.lora import Linear
 
-    fused = fused_lora_class(Linear)
+    fused = fused_lora_class()
     count = 0
     for module in model.modules():
         if type(module) is Linear:
@@ -110,7 +123,7 @@ def unfuse_lora_layers(model: nn.Module) -> int:
     """Undo :func:`fuse_lora_layers`: peft's own forward again (benchmarks compare the two)."""
     from peft.tuners.lora import Linear
 
-    fused = fused_lora_class(Linear)
+    fused = fused_lora_class()
     count = 0
     for module in model.modules():
         if type(module) is fused:

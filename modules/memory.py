@@ -66,8 +66,10 @@ def huge_page_environ(environ: dict[str, str], thp_path: str = _THP_ENABLED) -> 
     import platform
     import sys
 
-    if environ.get("LIGHTSPIEL_HUGE_PAGES", "1") == "0" or not sys.platform.startswith("linux"):
-        return None
+    if environ.get("LIGHTSPIEL_HUGE_PAGES", "1") in ("0", "restarted") or not sys.platform.startswith(
+        "linux"
+    ):
+        return None  # off, or this process is the restart (a loader that drops GLIBC_TUNABLES: no loop)
     current = environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in current:
         return None
@@ -82,4 +84,5 @@ def huge_page_environ(environ: dict[str, str], thp_path: str = _THP_ENABLED) -> 
         return None
     env = dict(environ)
     env["GLIBC_TUNABLES"] = f"{current}:{HUGE_PAGE_TUNABLE}" if current else HUGE_PAGE_TUNABLE
+    env["LIGHTSPIEL_HUGE_PAGES"] = "restarted"
     return env

@@ -19,7 +19,7 @@ def _lora_layers(policy):
 def _as_peft(policy, on: bool) -> None:
     """Switch every adapted layer between peft's own class and the fused one (same parameters)."""
     for layer in _lora_layers(policy):
-        layer.__class__ = PeftLoraLinear if on else fused_lora_class(PeftLoraLinear)
+        layer.__class__ = PeftLoraLinear if on else fused_lora_class()
 
 
 def _trained_like(policy) -> None:
@@ -87,6 +87,43 @@ def test_disabled_merged_and_dropout_layers_take_peft_path(tiny_model_dir):
         with torch.no_grad():
             outs.append(policy.model(input_ids=ids).logits)
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def test_merged_adapters_are_not_added_twice(tiny_model_dir):
+    policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
+    _trained_like(policy)
+    ids = torch.tensor([policy.prompt_ids(PROMPT)])
+    with torch.no_grad():
+        adapted = policy.model(input_ids=ids).logits
+        policy.model.merge_adapter()
+        merged = policy.model(input_ids=ids).logits
+        policy.model.unmerge_adapter()
+    torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_precision_trains_through_peft_path(tiny_model_dir):
+    """Under autocast the adapter's matmuls would come out in bf16 and the fused backward (fp32) would
+    not match them: such passes take peft's forward, and train."""
+    policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
+    _trained_like(policy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logps = policy.completion_logps([policy.prompt_ids(PROMPT)], [[policy.completion_ids("5")]])
+    logps.sum().backward()
+    grads = [p.grad for n, p in policy.model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_a_fused_model_pickles(tiny_model_dir):
+    import io
+
+    policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
+    buffer = io.BytesIO()
+    torch.save(policy.model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert {type(m).__name__ for m in loaded.modules() if isinstance(m, PeftLoraLinear)} == {
+        "FusedLoraLinear"
+    }
 
 
 def test_fused_layers_keep_no_fp32_copy_of_their_inputs_for_backward(tiny_model_dir):

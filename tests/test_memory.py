@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,7 +63,9 @@ needs_glibc_235 = pytest.mark.skipif(
 def test_huge_pages_are_asked_for_only_where_they_change_something(tmp_path):
     madvise = _thp(tmp_path, "madvise")
     env = huge_page_environ({"PATH": "/bin"}, madvise)
-    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": HUGE_PAGE_TUNABLE}
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": HUGE_PAGE_TUNABLE, "LIGHTSPIEL_HUGE_PAGES": "restarted"}
+    # the restarted process never restarts again, even if the loader dropped the tunable
+    assert huge_page_environ({"LIGHTSPIEL_HUGE_PAGES": "restarted"}, madvise) is None
     # another tunable the user set stays
     env = huge_page_environ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, madvise)
     assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE_PAGE_TUNABLE}"
@@ -77,23 +80,25 @@ def test_huge_pages_are_asked_for_only_where_they_change_something(tmp_path):
 
 def _child_environ_while_running(env: dict[str, str]) -> set[str]:
     """Every GLIBC_TUNABLES value ``python -m cli fit --help`` runs with (the restart keeps the pid)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "fit", "--help"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    seen = set()
-    while proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/environ", "rb") as f:
-                entries = f.read().split(b"\0")
-        except OSError:
-            break
-        seen |= {e.decode() for e in entries if e.startswith(b"GLIBC_TUNABLES=")}
-        time.sleep(0.02)
-    assert proc.wait() == 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli", "fit", "--help"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        seen = set()
+        while proc.poll() is None:
+            try:
+                with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                    entries = f.read().split(b"\0")
+                seen |= {e.decode() for e in entries if e.startswith(b"GLIBC_TUNABLES=")}
+            except OSError:  # caught between the exec and the look, or just ended
+                pass
+            time.sleep(0.02)
+        err.seek(0)
+        assert proc.returncode == 0, err.read().decode()[-2000:]
     return seen
 
 
@@ -108,3 +113,21 @@ def test_the_command_line_restarts_itself_with_huge_pages(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LIGHTSPIEL_HUGE_PAGES")}
     assert f"GLIBC_TUNABLES={HUGE_PAGE_TUNABLE}" in _child_environ_while_running(env)
     assert _child_environ_while_running({**env, "LIGHTSPIEL_HUGE_PAGES": "0"}) == set()
+
+
+@pytest.mark.parametrize(
+    ("argv0", "orig_argv", "restarts"),
+    [
+        ("-m", ["python", "-m", "cli", "fit"], True),
+        ("-m", ["python", "-X", "utf8", "-mcli", "fit"], True),
+        ("-m", ["python", "-m", "cli.__main__", "fit"], False),  # a Lightning DDP child
+        ("/venv/bin/pytest", ["python", "-m", "pytest", "-m", "cli"], False),  # a marker expression
+        ("-m", ["python", "-m", "pytest", "-m", "cli"], False),
+    ],
+)
+def test_only_the_command_line_itself_restarts(monkeypatch, argv0, orig_argv, restarts):
+    import cli
+
+    monkeypatch.setattr(sys, "argv", [argv0, *orig_argv[3:]])
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    assert cli._run_as_module() is restarts
