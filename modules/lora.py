@@ -105,28 +105,23 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _swap_class(model: nn.Module, old: type, new: type) -> int:
+    layers = [m for m in model.modules() if type(m) is old]
+    for layer in layers:
+        layer.__class__ = new
+    return len(layers)
+
+
 def fuse_lora_layers(model: nn.Module) -> int:
     """Give every peft ``lora.Linear`` in ``model`` the fused forward (in place: the layers keep their
     parameters, adapters and state-dict keys; only their class changes). Returns how many."""
     from peft.tuners.lora import Linear
 
-    fused = fused_lora_class()
-    count = 0
-    for module in model.modules():
-        if type(module) is Linear:
-            module.__class__ = fused
-            count += 1
-    return count
+    return _swap_class(model, Linear, fused_lora_class())
 
 
 def unfuse_lora_layers(model: nn.Module) -> int:
     """Undo :func:`fuse_lora_layers`: peft's own forward again (benchmarks compare the two)."""
     from peft.tuners.lora import Linear
 
-    fused = fused_lora_class()
-    count = 0
-    for module in model.modules():
-        if type(module) is fused:
-            module.__class__ = Linear
-            count += 1
-    return count
+    return _swap_class(model, fused_lora_class(), Linear)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from peft.tuners.lora import Linear as PeftLoraLinear
 
-from modules.lora import fused_lora_class
+from modules.lora import fuse_lora_layers, unfuse_lora_layers
 from modules.policy import Policy
 
 PROMPT = "Tic-tac-toe. You are X.\n 1 | 2 | 3\n 4 | 5 | 6\n 7 | 8 | 9\nReply with one cell number."
@@ -18,8 +18,7 @@ def _lora_layers(policy):
 
 def _as_peft(policy, on: bool) -> None:
     """Switch every adapted layer between peft's own class and the fused one (same parameters)."""
-    for layer in _lora_layers(policy):
-        layer.__class__ = PeftLoraLinear if on else fused_lora_class()
+    (unfuse_lora_layers if on else fuse_lora_layers)(policy.model)
 
 
 def _trained_like(policy) -> None:
@@ -61,14 +60,20 @@ def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora
         assert (a - b).norm() <= tol * b.norm() + 1e-8, name
 
 
-def test_disabled_merged_and_dropout_layers_take_peft_path(tiny_model_dir):
+@pytest.fixture
+def adapted(tiny_model_dir):
+    """A policy with non-zero adapters, a prompt's ids and its logits through the fused layers."""
     policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
     _trained_like(policy)
     ids = torch.tensor([policy.prompt_ids(PROMPT)])
     with torch.no_grad():
-        adapted = policy.model(input_ids=ids).logits
-        with policy.model.disable_adapter():
-            bare = policy.model(input_ids=ids).logits
+        return policy, ids, policy.model(input_ids=ids).logits
+
+
+def test_disabled_and_dropout_layers_take_peft_path(adapted):
+    policy, ids, adapted = adapted
+    with torch.no_grad(), policy.model.disable_adapter():
+        bare = policy.model(input_ids=ids).logits
     assert not torch.allclose(adapted, bare)  # the adapters change the output...
     _as_peft(policy, True)
     with torch.no_grad(), policy.model.disable_adapter():
@@ -89,12 +94,9 @@ def test_disabled_merged_and_dropout_layers_take_peft_path(tiny_model_dir):
     torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
 
 
-def test_merged_adapters_are_not_added_twice(tiny_model_dir):
-    policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8)
-    _trained_like(policy)
-    ids = torch.tensor([policy.prompt_ids(PROMPT)])
+def test_merged_adapters_are_not_added_twice(adapted):
+    policy, ids, adapted = adapted
     with torch.no_grad():
-        adapted = policy.model(input_ids=ids).logits
         policy.model.merge_adapter()
         merged = policy.model(input_ids=ids).logits
         policy.model.unmerge_adapter()
