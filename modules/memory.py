@@ -50,6 +50,17 @@ HUGE_PAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 _THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
+def glibc_has_hugetlb_tunable() -> bool:
+    """Whether the C library is glibc 2.35 or later (the first with ``glibc.malloc.hugetlb``)."""
+    import platform
+
+    lib, version = platform.libc_ver()
+    try:
+        return lib == "glibc" and tuple(int(p) for p in version.split(".")[:2]) >= (2, 35)
+    except ValueError:
+        return False
+
+
 def huge_page_environ(environ: dict[str, str], thp_path: str = _THP_ENABLED) -> dict[str, str] | None:
     """The environment a process should restart with so that glibc's malloc asks for transparent huge
     pages, or None where that changes nothing or cannot work.
@@ -63,7 +74,6 @@ def huge_page_environ(environ: dict[str, str], thp_path: str = _THP_ENABLED) -> 
     with it (:mod:`cli`): only on glibc 2.35 or later, only where the kernel's THP mode is
     ``madvise`` (``always`` needs nothing, ``never`` cannot help), never when ``GLIBC_TUNABLES``
     already names the tunable, and never with ``LIGHTSPIEL_HUGE_PAGES=0``."""
-    import platform
     import sys
 
     if environ.get("LIGHTSPIEL_HUGE_PAGES", "1") in ("0", "restarted") or not sys.platform.startswith(
@@ -73,14 +83,13 @@ def huge_page_environ(environ: dict[str, str], thp_path: str = _THP_ENABLED) -> 
     current = environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in current:
         return None
-    lib, version = platform.libc_ver()
+    if not glibc_has_hugetlb_tunable():
+        return None
     try:
-        if lib != "glibc" or tuple(int(p) for p in version.split(".")[:2]) < (2, 35):
-            return None
         with open(thp_path) as f:
             if "[madvise]" not in f.read():
                 return None
-    except (OSError, ValueError):
+    except OSError:
         return None
     env = dict(environ)
     env["GLIBC_TUNABLES"] = f"{current}:{HUGE_PAGE_TUNABLE}" if current else HUGE_PAGE_TUNABLE

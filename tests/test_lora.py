@@ -130,7 +130,7 @@ def test_a_fused_model_pickles(tiny_model_dir):
 
 def test_fused_layers_keep_no_fp32_copy_of_their_inputs_for_backward(tiny_model_dir):
     """peft's layer on a bf16 base keeps each adapted layer's input cast to fp32 for its backward
-    pass; the fused layer keeps the input as it came (the base layer holds it anyway)."""
+    pass; the fused layer keeps the input as it came (bf16: half the bytes)."""
     policy = Policy(model=tiny_model_dir, dtype="bfloat16", lora_r=4, lora_alpha=8)
     prompt = [policy.prompt_ids(PROMPT)]
     completions = [[policy.completion_ids("5")]]

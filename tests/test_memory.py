@@ -2,7 +2,6 @@
 
 import gc
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from modules.memory import HUGE_PAGE_TUNABLE, _malloc_trim, huge_page_environ, release_freed_memory
+from modules.memory import (
+    HUGE_PAGE_TUNABLE,
+    _malloc_trim,
+    glibc_has_hugetlb_tunable,
+    huge_page_environ,
+    release_freed_memory,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,10 +57,7 @@ def _thp(tmp_path, mode: str) -> str:
 
 
 needs_glibc_235 = pytest.mark.skipif(
-    not sys.platform.startswith("linux")
-    or platform.libc_ver()[0] != "glibc"
-    or tuple(int(p) for p in platform.libc_ver()[1].split(".")[:2]) < (2, 35),
-    reason="glibc 2.35 or later only",
+    not sys.platform.startswith("linux") or not glibc_has_hugetlb_tunable(), reason="glibc 2.35 or later only"
 )
 
 
@@ -102,12 +104,8 @@ def _child_environ_while_running(env: dict[str, str]) -> set[str]:
     return seen
 
 
-@needs_glibc_235
 @pytest.mark.skipif(
-    "[madvise]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(encoding="utf-8")
-    if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
-    else True,
-    reason="the kernel's transparent huge pages are not in madvise mode",
+    huge_page_environ({}) is None, reason="no restart here: not glibc 2.35+, or THP not in madvise mode"
 )
 def test_the_command_line_restarts_itself_with_huge_pages(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "LIGHTSPIEL_HUGE_PAGES")}
