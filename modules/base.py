@@ -78,9 +78,17 @@ class PolicyModule(L.LightningModule):
                 f"checkpoint does not match the configured model: {k} has shape {tuple(state[k].shape)} in the "
                 f"checkpoint but {tuple(own[k].shape)} here; was it written with other LoRA options (lora_r)?"
             )
+        extra = sorted(k for k in state if ".lora_" in k and k not in own)
+        if extra:
+            raise ConfigError(
+                f"checkpoint does not match the configured model: {len(extra)} adapter weights have no "
+                f"place here (first: {extra[0]}); was it written with other LoRA options (lora_layers, "
+                "target_modules)?"
+            )
         missing = sorted(k for k in self._kept_keys() if k not in state)
         if missing:
             raise ConfigError(
                 f"checkpoint does not match the configured model: {len(missing)} trainable weights are "
-                f"missing (first: {missing[0]}); was it written with other LoRA options?"
+                f"missing (first: {missing[0]}); was it written with other LoRA options (lora_layers, "
+                "target_modules)?"
             )

@@ -10,9 +10,11 @@ with its policy. Deliberate deviations from the paper's reference implementation
   completion positions.
 - Batches of SFT examples (the preference datamodule's ``sft_iterations`` stage) train the SFT loss
   instead (:func:`modules.sft.sft_step`), so SFT then DPO is one run.
-- Reference log-probabilities are computed once per pair (keyed by its texts) and cached until the
-  reference changes (they cannot change in between), so later epochs skip the reference forward
-  pass entirely. At the start of each training epoch the pairs of the epoch's training loader (and
+- Reference log-probabilities are computed once per pair (keyed by a digest of its texts) and
+  cached until the reference changes (they cannot change in between), so later epochs skip the
+  reference forward pass entirely. The cache is saved in checkpoints: a resumed run reuses the
+  uninterrupted run's figures bit for bit (a pass over other batches can differ in the last bits,
+  and a sampled game then in a move). At the start of each training epoch the pairs of the epoch's training loader (and
   the datamodule's ``eval_pairs`` when validation runs that epoch) not yet cached are scored in a
   no-grad pre-pass of up to ``act_batch_size`` states per forward pass (TRL's
   ``precompute_ref_log_probs``): a training batch holds about four states, and a no-grad pass over
@@ -30,6 +32,9 @@ with its policy. Deliberate deviations from the paper's reference implementation
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import torch
 
 from datamodules.distributed import gather, rank_and_world
@@ -45,9 +50,11 @@ from modules.sft import sft_step
 PRE_PASS_LOGITS_BYTES = 256 * 2**20
 
 
-def _ref_key(pair) -> tuple[str, str, str]:
-    """A pair's reference cache key: its texts, not its id (a judge may flip a pair and keep the id)."""
-    return (pair.prompt, pair.chosen, pair.rejected)
+def _ref_key(pair) -> str:
+    """A pair's reference cache key: a digest of its texts, not its id (a judge may flip a pair and
+    keep the id); 32 hex characters, so the cache rides in checkpoints at a few dozen bytes a pair."""
+    texts = json.dumps([pair.prompt, pair.chosen, pair.rejected], ensure_ascii=False)
+    return hashlib.blake2b(texts.encode(), digest_size=16).hexdigest()
 
 
 class DPO(PolicyModule):
@@ -87,11 +94,22 @@ class DPO(PolicyModule):
             raise ConfigError(f"--model.rpo_alpha must be >= 0, got {rpo_alpha}")
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
         self.rpo_alpha = rpo_alpha
-        self._ref_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
+        self._ref_cache: dict[str, tuple[float, float]] = {}
 
     def reference_changed(self) -> None:
         """Forget cached reference log-probabilities (called when the reference moves)."""
         self._ref_cache.clear()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The cached reference rides along: a resumed run scores its pairs with the figures the
+        # uninterrupted run has (a pass over other batches may differ in the last bits) and skips
+        # scoring them again.
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["lightspiel_dpo_reference_cache"] = dict(self._ref_cache)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._ref_cache = {k: tuple(v) for k, v in checkpoint.get("lightspiel_dpo_reference_cache", {}).items()}
 
     def _pair_logps(self, batch) -> torch.Tensor:  # [B, 2]
         """Log-probs of each pair's chosen and rejected; each distinct prompt runs once per batch,

@@ -1,5 +1,6 @@
 """The DPO module on a tiny model: batching of shared prompts, reference caching, what trains."""
 
+import pytest
 import torch
 from torch.testing import assert_close
 
@@ -176,3 +177,40 @@ def test_a_flipped_pair_keeps_its_id_but_not_its_reference(tiny_policy):
         first = module._reference_logps([pair])
         second = module._reference_logps([flipped])
     assert_close(second, first.flip(-1))
+
+
+def test_a_checkpoint_with_adapters_in_other_layers_is_refused_by_name(tiny_model_dir):
+    from modules.errors import ConfigError
+    from modules.policy import Policy
+
+    def module(layers):
+        torch.manual_seed(0)
+        return DPO(Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8, lora_layers=layers))
+
+    def checkpoint(m):
+        saved = {"state_dict": m.state_dict()}
+        m.on_save_checkpoint(saved)
+        return saved
+
+    every, top = module(None), module(1)
+    top.on_load_checkpoint(checkpoint(module(1)))  # the same options load
+    # all-layer adapters into a model with adapters in the last layer only: the lower ones have no place
+    with pytest.raises(ConfigError, match=r"adapter weights have no place here .*lora_layers"):
+        top.on_load_checkpoint(checkpoint(every))
+    with pytest.raises(ConfigError, match=r"trainable weights are missing .*lora_layers"):
+        every.on_load_checkpoint(checkpoint(top))
+
+
+def test_the_cached_reference_rides_in_the_checkpoint_and_is_not_scored_again(tiny_policy, monkeypatch):
+    module = DPO(tiny_policy)
+    module.cache_reference(BATCH)
+    saved = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(saved)
+    resumed = DPO(tiny_policy)
+    resumed.on_load_checkpoint(saved)
+    monkeypatch.setattr(resumed, "_pair_logps", lambda batch: pytest.fail("the reference was scored again"))
+    resumed.cache_reference(BATCH)
+    # the same figures, bit for bit (a pass over other batches could differ in the last bits)
+    assert resumed._reference_logps(BATCH).tolist() == module._reference_logps(BATCH).tolist()
+    flipped = _pair("a", BATCH[0].prompt, BATCH[0].rejected, BATCH[0].chosen)
+    assert _ref_key(flipped) != _ref_key(BATCH[0])

@@ -101,11 +101,49 @@ def test_snapshot_reference_freezes_a_copy_of_the_adapter(tiny_policy):
 
 @pytest.mark.parametrize(
     "kwargs, option",
-    [({"dtype": "fp8"}, "dtype"), ({"lora_r": 0}, "lora_r"), ({"temperature": 0}, "temperature")],
+    [
+        ({"dtype": "fp8"}, "dtype"),
+        ({"lora_r": 0}, "lora_r"),
+        ({"temperature": 0}, "temperature"),
+        ({"lora_layers": 0}, "lora_layers must be >= 1"),
+        ({"lora_layers": 3}, r"lora_layers must be <= 2 \(the model.s decoder layers\), got 3"),
+        ({"lora_layers": [1, 2]}, r"lora_layers: layer indices must be in 0\.\.1 .*got \[2\]"),
+        ({"lora_layers": []}, "lora_layers must list at least one"),
+    ],
 )
 def test_bad_options_are_named(tiny_model_dir, kwargs, option):
     with pytest.raises(ConfigError, match=option):
         Policy(model=tiny_model_dir, **kwargs)
+
+
+@pytest.mark.parametrize("layers, adapted", [(1, {1}), ([0], {0}), (None, {0, 1})])
+def test_lora_layers_adapt_only_the_named_layers_and_the_others_stay_out_of_the_backward(
+    tiny_model_dir, layers, adapted
+):
+    policy = Policy(model=tiny_model_dir, lora_r=4, lora_alpha=8, lora_layers=layers)
+    with_lora = {int(n.split(".layers.")[1].split(".")[0]) for n, _ in policy.named_parameters() if "lora_A" in n}
+    assert with_lora == adapted
+    # every linear layer of an adapted decoder layer has its adapter, as with "all-linear"
+    assert sum("lora_A" in n for n, _ in policy.named_parameters()) == 7 * len(adapted)
+    tracked = {}
+    for i, layer in enumerate(policy.model.base_model.model.model.layers):
+        layer.register_forward_hook(lambda m, a, out, i=i: tracked.__setitem__(i, out[0].requires_grad))
+    for n, p in policy.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.1)
+    prompts = [policy.prompt_ids(PROMPT)]
+    cands = [[policy.completion_ids("5"), policy.completion_ids("9")]]
+    before = policy.completion_logps(prompts, cands)
+    before.sum().backward()
+    # a layer below every adapter runs outside autograd: nothing kept for a backward pass
+    assert {i for i, grad in tracked.items() if grad} == set(range(min(adapted), 2))
+    grads = {n: p.grad for n, p in policy.named_parameters() if p.requires_grad}
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.grad is not None:
+                p.sub_(0.5 * p.grad)
+    assert not torch.allclose(policy.completion_logps(prompts, cands), before)
 
 
 def test_missing_local_model_folder_is_a_clear_error(tmp_path):
