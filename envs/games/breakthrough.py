@@ -40,9 +40,8 @@ class BreakthroughRenderer(Renderer):
 
     Example prompt (6x6; seat 0 = black moves first, down the board)::
 
-        Breakthrough 6x6. You are black (b), moving down toward row 1; white (w) moves up.
-        A piece steps one square forward or diagonally forward, and captures diagonally only.
-        Reach the far row or capture every enemy piece to win.
+        Breakthrough 6x6. A piece steps one square forward or diagonally forward, and captures diagonally only.
+        Reach the far row or capture every enemy piece to win. You are black (b), moving down toward row 1; white (w) moves up.
         6 b b b b b b
         5 b b b b b b
         4 . . . . . .
@@ -85,9 +84,9 @@ class BreakthroughRenderer(Renderer):
         )
         moves = [self.action_text(state, player, a) for a in state.legal_actions(player)]
         return (
-            f"Breakthrough {rows}x{columns}. You are {me}.\n"
+            f"Breakthrough {rows}x{columns}. "
             "A piece steps one square forward or diagonally forward, and captures diagonally only.\n"
-            "Reach the far row or capture every enemy piece to win.\n"
+            f"Reach the far row or capture every enemy piece to win. You are {me}.\n"
             f"{self.board(state)}\n"
             f"Legal moves: {' '.join(moves)}\n"
             f"Reply with one move, from-square then to-square, like {moves[0] if moves else 'a2a3'}."

@@ -30,8 +30,8 @@ class ConnectFourRenderer(NumberedRenderer):
 
     Example prompt (seat 1 = O; X = seat 0 moves first)::
 
-        Connect four. You are O. Drop a disc into a column; it falls to the lowest free cell.
-        Four in a row (across, down or diagonal) wins.
+        Connect four. Drop a disc into a column; it falls to the lowest free cell.
+        Four in a row (across, down or diagonal) wins. You are O.
          1 2 3 4 5 6 7
          . . . . . . .
          . . . . . . .
@@ -65,9 +65,8 @@ class ConnectFourRenderer(NumberedRenderer):
         in_row = _in_row(state.get_game())
         count = self._COUNTS.get(in_row, str(in_row))
         return (
-            f"Connect four. You are {'X' if player == 0 else 'O'}. Drop a disc into a column; it falls "
-            "to the lowest free cell.\n"
-            f"{count} in a row (across, down or diagonal) wins.\n"
+            "Connect four. Drop a disc into a column; it falls to the lowest free cell.\n"
+            f"{count} in a row (across, down or diagonal) wins. You are {'X' if player == 0 else 'O'}.\n"
             f"{self.board(state)}\n"
             f"{self.moves_line(state, player)}\n"
             "Reply with one column number."

@@ -24,7 +24,7 @@ class TicTacToeRenderer(NumberedRenderer):
 
     Example prompt (seat 0 = X moves first)::
 
-        Tic-tac-toe. You are X. Cells are numbered 1-9; a number marks an empty cell.
+        Tic-tac-toe. Cells are numbered 1-9; a number marks an empty cell. You are X.
          X | 2 | 3
          4 | O | 6
          7 | 8 | 9
@@ -48,7 +48,7 @@ class TicTacToeRenderer(NumberedRenderer):
     def prompt(self, state: pyspiel.State, player: int) -> str:
         mark = "X" if player == 0 else "O"
         return (
-            f"Tic-tac-toe. You are {mark}. Cells are numbered 1-9; a number marks an empty cell.\n"
+            f"Tic-tac-toe. Cells are numbered 1-9; a number marks an empty cell. You are {mark}.\n"
             f"{self.board(state)}\n"
             f"{self.moves_line(state, player)}\n"
             "Reply with one cell number."

@@ -48,7 +48,7 @@ def test_connect_four_prompt_and_texts():
     state = state_from_history("connect_four", [3, 2, 3])
     renderer = renderer_for("connect_four")
     prompt = renderer.prompt(state, 1)
-    assert prompt.startswith("Connect four. You are O.")
+    assert prompt.startswith("Connect four. Drop a disc") and "wins. You are O.\n" in prompt
     assert " . . . X . . .\n . . O X . . ." in prompt
     assert [renderer.action_text(state, 1, a) for a in state.legal_actions()] == list("1234567")
     small = state_from_history("connect_four(rows=4,columns=5,x_in_row=3)", [0])

@@ -67,13 +67,18 @@ def test_tic_tac_toe_prompt_is_short(make_ttt_state):
     state = make_ttt_state(MOVES)
     prompt = TicTacToeRenderer().prompt(state, 0)
     assert prompt == (
-        "Tic-tac-toe. You are X. Cells are numbered 1-9; a number marks an empty cell.\n"
+        "Tic-tac-toe. Cells are numbered 1-9; a number marks an empty cell. You are X.\n"
         " X | 2 | 3\n"
         " 4 | O | 6\n"
         " 7 | 8 | 9\n"
         "Legal moves: 2 3 4 6 7 8 9\n"
         "Reply with one cell number."
     )
+    # What every position shares comes first, the seat after it: a wave's prompts share their rules,
+    # and the policy runs that prefix once a pass (Policy._shared_prefix)
+    other = TicTacToeRenderer().prompt(state, 1)
+    shared = next(i for i, (a, b) in enumerate(zip(prompt, other)) if a != b)
+    assert prompt[:shared].endswith("a number marks an empty cell. You are ")
 
 
 def test_generic_parse():
