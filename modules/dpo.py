@@ -14,8 +14,9 @@ with its policy. Deliberate deviations from the paper's reference implementation
   cached until the reference changes (they cannot change in between), so later epochs skip the
   reference forward pass entirely. The cache is saved in checkpoints: a resumed run reuses the
   uninterrupted run's figures bit for bit (a pass over other batches can differ in the last bits,
-  and a sampled game then in a move). At the start of each training epoch the pairs of the epoch's training loader (and
-  the datamodule's ``eval_pairs`` when validation runs that epoch) not yet cached are scored in a
+  and a sampled game then in a move). At the start of each training epoch the pairs of the epoch's
+  training loader (and the datamodule's ``eval_pairs`` when validation runs that epoch) not yet
+  cached are scored in a
   no-grad pre-pass of up to ``act_batch_size`` states per forward pass (TRL's
   ``precompute_ref_log_probs``): a training batch holds about four states, and a no-grad pass over
   4 states costs about twice as much per state as one over 64 (quickstart pairs: 21 s against 10 s

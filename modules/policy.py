@@ -406,9 +406,10 @@ class Policy(nn.Module):
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
             )
             kwargs["device_map"] = {"": torch.cuda.current_device()}
+        lora_kwargs = dict(self.lora_kwargs)
         try:
             if self.lora_layers is not None:  # checked against the model's depth before its weights load
-                self.lora_kwargs["layers_to_transform"] = _lora_layer_indices(
+                lora_kwargs["layers_to_transform"] = _lora_layer_indices(
                     self.lora_layers, AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
                 )
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
@@ -428,7 +429,6 @@ class Policy(nn.Module):
         if isinstance(head, nn.Linear):
             head.register_forward_pre_hook(_flatten_rows)
             head.register_forward_hook(_unflatten_rows)
-        lora_kwargs = dict(self.lora_kwargs)
         if "layers_to_transform" in lora_kwargs and lora_kwargs["target_modules"] == "all-linear":
             lora_kwargs["target_modules"] = _all_linear_names(base)
         self.lora_config = LoraConfig(task_type="CAUSAL_LM", bias="none", **lora_kwargs)
