@@ -1,6 +1,6 @@
 """DPO training throughput (pairs/s): lightspiel's DPO module against TRL's DPOTrainer, same pairs.
 
-    python bench/bench_dpo.py --pairs 16 --batch-size 4 --dtype float32 [--no-trl] [--peft-layers]
+    python bench/bench_dpo.py --pairs 16 --batch-size 4 --dtype float32 [--no-trl] [--peft-layers] [--lora-fp32]
 
 The pairs are real: self-play tic-tac-toe states labelled by the minimax oracle. Two workloads:
 - ``shared``: the oracle's pairs as they come, several per state (a state's best move against each
@@ -14,7 +14,9 @@ log-probabilities computed in the step (``cold``, as TRL does by default), compu
 epoch's pairs in a no-grad pre-pass of ``act_batch_size`` states timed with the steps
 (``pre_pass``, what a fit does: ``DPO.cache_reference``) and cached from an earlier epoch
 (``cached``). ``--peft-layers`` also times lightspiel with peft's own LoRA layers in place of
-its fused ones (modules/lora.py), on the same pairs. Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
+its fused ones (modules/lora.py), on the same pairs; ``--lora-fp32`` with the adapter's arithmetic in
+fp32 (``lora_compute: float32``, peft's arithmetic without autocast) instead of the base's dtype
+(the default; TRL's ``bf16=True`` runs the adapter in bf16 under autocast too). Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
 """
 
 from __future__ import annotations
@@ -170,6 +172,11 @@ def main() -> None:
         action="store_true",
         help="also time lightspiel with peft's own LoRA layers (modules/lora.py's fused layer off)",
     )
+    parser.add_argument(
+        "--lora-fp32",
+        action="store_true",
+        help="also time lightspiel with the adapter's arithmetic in fp32 (lora_compute: float32)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     report = {
@@ -178,7 +185,7 @@ def main() -> None:
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
-        "lora": {**LORA, "lora_dropout": 0.0, "target_modules": "all-linear"},
+        "lora": {**LORA, "lora_dropout": 0.0, "target_modules": "all-linear", "lora_compute": "base"},
         "gradient_checkpointing": False,
         "workloads": {},
     }
@@ -199,6 +206,14 @@ def main() -> None:
                 for epoch, figure in row["lightspiel"].items()
             }
             del plain
+        if args.lora_fp32:
+            fp32 = Policy(model=args.model, dtype=args.dtype, lora_compute="float32", **LORA)
+            row["lightspiel_lora_fp32"] = bench_lightspiel(fp32, pairs, args.batch_size)
+            row["base_dtype_over_lora_fp32"] = {
+                epoch: round(figure["pairs_per_s"] / row["lightspiel_lora_fp32"][epoch]["pairs_per_s"], 2)
+                for epoch, figure in row["lightspiel"].items()
+            }
+            del fp32
         if not args.no_trl:
             from modules.policy import resolve_model
 

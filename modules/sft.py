@@ -42,12 +42,18 @@ class SFT(PolicyModule):
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         warmup_steps: Linear warmup steps.
+        lr_decay: ``constant``, ``linear`` or ``cosine`` (to 0 over ``max_epochs``; see :class:`PolicyModule`).
     """
 
     def __init__(
-        self, policy: Policy, lr: float = 5e-4, weight_decay: float = 0.0, warmup_steps: int = 0
+        self,
+        policy: Policy,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        lr_decay: str = "constant",
     ) -> None:
-        super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps)
+        super().__init__(policy, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps, lr_decay=lr_decay)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return sft_step(self, batch, "train")

@@ -100,7 +100,9 @@ def test_rpo_alpha_must_not_be_negative(tiny_policy):
         DPO(tiny_policy, rpo_alpha=-1.0)
 
 
-def _fit_counting_reference_passes(policy, tmp_path, evals, **trainer_options) -> tuple[DPO, list]:
+def _fit_counting_reference_passes(
+    policy, tmp_path, evals, module_options: dict | None = None, **trainer_options
+) -> tuple[DPO, list]:
     import lightning as L
 
     from datamodules import PreferenceDataModule
@@ -111,7 +113,7 @@ def _fit_counting_reference_passes(policy, tmp_path, evals, **trainer_options) -
     data = PreferenceDataModule(
         pairs_path=str(tmp_path / "train.jsonl"), eval_pairs_path=str(tmp_path / "eval.jsonl"), batch_size=1
     )
-    module = DPO(policy)
+    module = DPO(policy, **(module_options or {}))
     passes: list[int] = []
     original = type(policy).reference
 
@@ -167,6 +169,56 @@ def test_held_out_pairs_are_scored_only_when_validation_runs(tiny_policy, tmp_pa
     assert set(module._ref_cache) == {_ref_key(p) for p in BATCH} and len(passes) == 1
 
 
+def test_reference_free_loss_is_trls_cpo_loss(tiny_policy):
+    """``reference_free`` is CPO's preference term (TRL's ``CPOTrainer.cpo_loss``, called on the same
+    log-probabilities), plus the chosen answers' per-token NLL at ``rpo_alpha``."""
+    from types import SimpleNamespace
+
+    from trl.experimental.cpo.cpo_trainer import CPOTrainer
+
+    module = DPO(tiny_policy, beta=0.3, reference_free=True, rpo_alpha=0.0)
+    trl = SimpleNamespace(alpha=0.0, beta=0.3, loss_type="sigmoid", label_smoothing=0.0, accelerator=SimpleNamespace(device="cpu"))
+    with torch.no_grad():
+        logps = module._pair_logps(BATCH)
+        losses, chosen_rewards, _ = CPOTrainer.cpo_loss(trl, logps[:, 0], logps[:, 1])
+        assert_close(module._step(BATCH, "train"), losses.mean(), rtol=1e-5, atol=1e-6)
+        # Not DPO's log 2 at the start: the margin is the policy's own, not a ratio to itself.
+        assert abs(float(losses.mean()) - 0.693147) > 1e-3
+        tokens = torch.tensor([len(tiny_policy.completion_ids(p.chosen)) for p in BATCH], dtype=torch.float)
+        nll = -(logps[:, 0] / tokens).mean()
+        with_nll = DPO(tiny_policy, beta=0.3, reference_free=True, rpo_alpha=0.7)._step(BATCH, "train")
+        assert_close(with_nll, losses.mean() + 0.7 * nll, rtol=1e-5, atol=1e-6)
+
+
+def test_a_reference_free_fit_never_runs_the_reference(tiny_policy, tmp_path):
+    """No pre-pass, no reference in any step, nothing cached; the preference is still learned."""
+    with torch.no_grad():
+        before = DPO(tiny_policy)._pair_logps(BATCH)
+    module, passes = _fit_counting_reference_passes(
+        tiny_policy, tmp_path, EVALS, module_options={"reference_free": True, "lr": 1e-2, "beta": 0.5}
+    )
+    assert passes == [] and module._ref_cache == {}
+    with torch.no_grad():
+        after = module._pair_logps(BATCH)
+    assert ((after[:, 0] - after[:, 1]) > (before[:, 0] - before[:, 1])).all()
+
+
+def test_reference_free_refuses_a_moving_reference(tiny_policy, tmp_path):
+    import lightning as L
+
+    from callbacks import IterativeRegeneration
+    from modules.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reference_free must be true or false"):
+        DPO(tiny_policy, reference_free="yes")
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        default_root_dir=tmp_path, callbacks=[IterativeRegeneration(update_reference=True)],
+    )
+    with pytest.raises(ConfigError, match=r"update_reference.*--model\.init_args\.reference_free"):
+        IterativeRegeneration(update_reference=True).setup(trainer, DPO(tiny_policy, reference_free=True), "fit")
+
+
 def test_a_flipped_pair_keeps_its_id_but_not_its_reference(tiny_policy):
     """A judge may flip a pair (chosen and rejected swapped) and keep its id: the cache is keyed by
     the texts, so the flipped pair's reference log-probs come the right way round."""
@@ -214,3 +266,39 @@ def test_the_cached_reference_rides_in_the_checkpoint_and_is_not_scored_again(ti
     assert resumed._reference_logps(BATCH).tolist() == module._reference_logps(BATCH).tolist()
     flipped = _pair("a", BATCH[0].prompt, BATCH[0].rejected, BATCH[0].chosen)
     assert _ref_key(flipped) != _ref_key(BATCH[0])
+
+
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_lr_decay_falls_to_zero_over_the_epochs(tiny_policy, tmp_path, decay):
+    """The rate each optimizer step used, read from the optimizer: from ``lr`` down towards 0 over
+    ``max_epochs``, each epoch's batches spread evenly over it (two epochs of two batches here)."""
+    import math
+
+    import lightning as L
+
+    class Rates(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.seen.append(optimizer.param_groups[0]["lr"])
+
+    rates = Rates()
+    _fit_counting_reference_passes(
+        tiny_policy, tmp_path / "full", EVALS, module_options={"lr": 0.02, "lr_decay": decay}, callbacks=[rates]
+    )
+    progress = [0.0, 0.25, 0.5, 0.75]  # two epochs of two batches
+    shape = (lambda p: 1 - p) if decay == "linear" else (lambda p: 0.5 * (1 + math.cos(math.pi * p)))
+    assert rates.seen == pytest.approx([0.02 * shape(p) for p in progress])
+    assert rates.seen == sorted(rates.seen, reverse=True) and rates.seen[-1] < 0.01
+
+
+def test_lr_decay_is_checked_before_the_run_starts(tiny_policy, tmp_path):
+    from modules.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--model.lr_decay must be one of constant, linear, cosine; got 'cosin'; did you mean 'cosine'"):
+        DPO(tiny_policy, lr_decay="cosin")
+    with pytest.raises(ConfigError, match="--model.lr_decay linear decays over the run's epochs: set --trainer.max_epochs"):
+        _fit_counting_reference_passes(
+            tiny_policy, tmp_path, EVALS, module_options={"lr_decay": "linear"}, max_epochs=-1, max_steps=4
+        )

@@ -41,10 +41,13 @@ def _loss_and_grads(policy):
 
 
 @pytest.mark.parametrize(
-    ("dtype", "lora_alpha", "tol"), [("float32", 8, 1e-5), ("float32", 6, 1e-5), ("bfloat16", 6, 2e-2)]
+    ("dtype", "lora_alpha", "tol", "compute"),
+    [("float32", 8, 1e-5, "base"), ("float32", 6, 1e-5, "base"), ("bfloat16", 6, 2e-2, "float32")],
 )
-def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora_alpha, tol):
-    policy = Policy(model=tiny_model_dir, dtype=dtype, lora_r=4, lora_alpha=lora_alpha)
+def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora_alpha, tol, compute):
+    """On an fp32 base, and with ``lora_compute: float32`` on a bf16 one, the fused layers compute
+    peft's own arithmetic (bf16 base with the default ``base``: see the test after this one)."""
+    policy = Policy(model=tiny_model_dir, dtype=dtype, lora_r=4, lora_alpha=lora_alpha, lora_compute=compute)
     layers = _lora_layers(policy)
     assert layers and all(type(m).__name__ == "FusedLoraLinear" for m in layers)
     _trained_like(policy)
@@ -58,6 +61,68 @@ def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora
         a, b = fused_grads[name], peft_grads[name]
         assert a.dtype == b.dtype == torch.float32, name
         assert (a - b).norm() <= tol * b.norm() + 1e-8, name
+
+
+def _one_adapted_layer(compute: str | None):
+    """A bf16 linear layer (64 -> 96) with a non-zero fp32 LoRA adapter: fused in ``compute`` mode
+    (``"base"``, ``"float32"``), or peft's own layer when None."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 96, bias=False))
+    net[0].weight.data.normal_(0.0, 64**-0.5)
+    model = get_peft_model(net, LoraConfig(r=8, lora_alpha=16, target_modules=["0"]))
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.data.normal_(0.0, 0.05)
+    layer = model.base_model.model[0]
+    layer.base_layer.to(torch.bfloat16)
+    if compute is not None:
+        fuse_lora_layers(model, compute_in_base_dtype=compute == "base")
+    return layer
+
+
+def _errors_against_fp64(compute: str | None, autocast: bool = False) -> list[float]:
+    """Relative errors of the layer's output and of the input, A and B gradients, against the same
+    sums in fp64 from the same bf16 input and weights."""
+    layer = _one_adapted_layer(compute)
+    torch.manual_seed(1)
+    x = torch.randn(40, 64).to(torch.bfloat16).requires_grad_()
+    upstream = torch.randn(40, 96)
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = layer(x)
+    (y.float() * upstream).sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    y64 = x64 @ layer.base_layer.weight.double().t() + 2.0 * (x64 @ a64.t()) @ b64.t()
+    (y64 * upstream.double()).sum().backward()
+    pairs = [(y, y64), (x.grad, x64.grad), (a.grad, a64.grad), (b.grad, b64.grad)]
+    return [float((got.double() - want).norm() / want.norm()) for got, want in pairs]
+
+
+def test_adapter_arithmetic_in_the_base_dtype_is_as_accurate_as_autocast():
+    """``lora_compute: base`` multiplies a bf16 layer's fp32 adapter in bf16, as peft's layer does under
+    ``torch.autocast``: output and gradients are as close to fp64 as autocast's (and within bf16's
+    precision), a little less close than fp32 arithmetic; the gradients land in fp32."""
+    base = _errors_against_fp64("base")
+    autocast = _errors_against_fp64(None, autocast=True)
+    fp32 = _errors_against_fp64("float32")
+    assert all(e < 1e-2 for e in base), base
+    assert all(e <= 1.2 * ref for e, ref in zip(base, autocast)), (base, autocast)
+    assert all(ref <= e for e, ref in zip(base[2:], fp32[2:])), (base, fp32)  # fp32 is the more exact
+    layer = _one_adapted_layer("base")
+    out = layer(torch.randn(3, 64).to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert layer.lora_A["default"].weight.grad.dtype == torch.float32
+
+
+def test_lora_compute_is_checked_by_name(tiny_model_dir):
+    from modules.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--model.policy.lora_compute must be one of base, float32; got 'flaot32'; did you mean 'float32'\?"):
+        Policy(model=tiny_model_dir, lora_compute="flaot32")
 
 
 @pytest.fixture
