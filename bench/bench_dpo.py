@@ -177,6 +177,7 @@ def main() -> None:
         action="store_true",
         help="also time lightspiel with the adapter's arithmetic in fp32 (lora_compute: float32)",
     )
+    parser.add_argument("--out", default=None, help="JSON report path (default bench/results/dpo_<dtype>.json)")
     args = parser.parse_args()
     torch.manual_seed(0)
     report = {
@@ -231,7 +232,7 @@ def main() -> None:
         report["workloads"][workload] = row
         print(json.dumps({workload: row}), flush=True)
         del policy
-    write_json_atomic(f"bench/results/dpo_{args.dtype}.json", report)
+    write_json_atomic(args.out or f"bench/results/dpo_{args.dtype}.json", report)
     print(json.dumps(report, indent=2))
 
 
