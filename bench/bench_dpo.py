@@ -14,7 +14,8 @@ log-probabilities computed in the step (``cold``, as TRL does by default), compu
 epoch's pairs in a no-grad pre-pass of ``act_batch_size`` states timed with the steps
 (``pre_pass``, what a fit does: ``DPO.cache_reference``) and cached from an earlier epoch
 (``cached``). ``--peft-layers`` also times lightspiel with peft's own LoRA layers in place of
-its fused ones (modules/lora.py), on the same pairs; ``--lora-fp32`` with the adapter's arithmetic in
+its fused ones (modules/lora.py), on the same pairs (``lightspiel_over_peft_layers``: on a bf16
+base this includes the arithmetic's dtype); ``--lora-fp32`` with the adapter's arithmetic in
 fp32 (``lora_compute: float32``, peft's arithmetic without autocast) instead of the base's dtype
 (the default; TRL's ``bf16=True`` runs the adapter in bf16 under autocast too). Prints one JSON object (and writes bench/results/dpo_<dtype>.json).
 """
@@ -202,7 +203,9 @@ def main() -> None:
             plain = Policy(model=args.model, dtype=args.dtype, **LORA)
             unfuse_lora_layers(plain.model)
             row["lightspiel_peft_layers"] = bench_lightspiel(plain, pairs, args.batch_size)
-            row["fused_over_peft_layers"] = {
+            # lightspiel's layers as shipped (on bf16: the base-dtype arithmetic) against peft's own
+            # (fp32 arithmetic without autocast); --lora-fp32 separates the arithmetic's share
+            row["lightspiel_over_peft_layers"] = {
                 epoch: round(figure["pairs_per_s"] / row["lightspiel_peft_layers"][epoch]["pairs_per_s"], 2)
                 for epoch, figure in row["lightspiel"].items()
             }

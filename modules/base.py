@@ -30,7 +30,9 @@ class PolicyModule(L.LightningModule):
         lr_decay: ``constant``, or ``linear`` / ``cosine`` decay from ``lr`` to 0 over the run's
             ``max_epochs``. Progress is counted in epochs (each epoch's batches spread evenly over
             it), so it holds when iterations bring data sets of different sizes, and a resumed run
-            continues the schedule where it stopped. The rate is logged as ``train/lr``.
+            continues the schedule where it stopped (over the resumed run's ``max_epochs``: raising
+            it on resume stretches the schedule, and the rate rises again). Each parameter group's
+            own rate is scaled. The rate is logged as ``train/lr``.
     """
 
     def __init__(
@@ -61,17 +63,19 @@ class PolicyModule(L.LightningModule):
         # draw different masks.
         reseed_global(run_seed(), self.current_epoch, batch_idx, self.global_rank, "train")
         if self.lr_decay != "constant":
-            lr = self.lr * self._decay(batch_idx) * min(1.0, (self.global_step + 1) / max(1, self.warmup_steps))
+            factor = self._decay(batch_idx) * min(1.0, (self.global_step + 1) / max(1, self.warmup_steps))
             optimizers = self.optimizers(use_pl_optimizer=False)
             for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
-            self.log("train/lr", lr, batch_size=1)
+                    group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+            self.log("train/lr", self.lr * factor, batch_size=1)
 
     def setup(self, stage: str) -> None:
         # In setup, so a bad option stops the run before the callbacks' first tournament.
+        if stage != "fit" or self.lr_decay == "constant":
+            return
         epochs = self.trainer.max_epochs
-        if self.lr_decay != "constant" and (epochs is None or epochs < 1):
+        if epochs is None or epochs < 1:
             raise ConfigError(
                 f"--model.lr_decay {self.lr_decay} decays over the run's epochs: set --trainer.max_epochs "
                 f"(got {epochs})"

@@ -30,11 +30,14 @@ with its policy. Deliberate deviations from the paper's reference implementation
   (measured on the quickstart: log p(end of turn | "5") went from -1.9 to -19.2). The NLL term keeps
   the chosen answer, its ending included, likely.
 - ``reference_free`` drops the reference model: the margin is the policy's own log-probability
-  difference, ``log pi(chosen) - log pi(rejected)`` (the reference is taken as uniform over answers).
-  With ``rpo_alpha`` this is CPO's loss (Xu et al., 2024, arXiv:2401.08417; TRL's ``CPOTrainer``):
-  no reference pass at all, so no pre-pass at each epoch's start, and a pair's gradient weight then
-  depends on how the policy itself ranks the two answers (a pair it already orders confidently
-  weighs little) instead of how far it has moved from the base model.
+  difference, ``log pi(chosen) - log pi(rejected)`` (the reference is taken as uniform over answers),
+  which is CPO's preference term (Xu et al., 2024, arXiv:2401.08417; TRL's ``CPOTrainer.cpo_loss``
+  with the sigmoid loss); with ``rpo_alpha`` the NLL term makes it CPO's loss, up to the NLL's
+  averaging (here per pair, then over pairs; TRL's over the batch's tokens). No reference pass at
+  all, so no pre-pass at each epoch's start, and a pair's gradient weight then depends on how the
+  policy itself ranks the two answers (a pair it already orders confidently weighs little) instead
+  of how far it has moved from the base model. The logged ``rewards_*`` are then beta times the
+  policy's log-probabilities.
 """
 
 from __future__ import annotations
@@ -124,7 +127,8 @@ class DPO(PolicyModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        self._ref_cache = {k: tuple(v) for k, v in checkpoint.get("lightspiel_dpo_reference_cache", {}).items()}
+        saved = {} if self.reference_free else checkpoint.get("lightspiel_dpo_reference_cache", {})
+        self._ref_cache = {k: tuple(v) for k, v in saved.items()}
 
     def _pair_logps(self, batch) -> torch.Tensor:  # [B, 2]
         """Log-probs of each pair's chosen and rejected; each distinct prompt runs once per batch,

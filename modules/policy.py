@@ -315,11 +315,12 @@ class Policy(nn.Module):
             for it: on SmolLM2-135M (30 layers) a DPO step on the quickstart's pairs ran 26% faster
             with adapters in the last 15 layers (docs/performance.md, "Stop 27").
         lora_compute: The dtype of the adapter's matmuls while training: ``base`` (the base model's
-            dtype, as ``torch.autocast`` runs peft's layer: on a bf16 base only the small adapter
+            dtype when it is bf16, as ``torch.autocast`` runs peft's layer: only the small adapter
             matrices are cast, and the weights, their gradients and the optimizer state stay fp32)
             or ``float32`` (peft's arithmetic without autocast: every adapted layer's activations
-            cast to fp32 and back, both ways). Same values on an fp32 base; on the quickstart's bf16
-            batches ``base`` made a DPO step 19% faster (docs/performance.md, "Stop 28").
+            cast to fp32 and back, both ways). The same on fp32 and fp16 bases (fp16 gradients would
+            need loss scaling) and on 4-bit ones (peft's bitsandbytes layers). On the quickstart's
+            bf16 batches ``base`` made a DPO step 19% faster (docs/performance.md, "Stop 28").
         load_in_4bit: Load the base weights in 4-bit NF4 (QLoRA; needs CUDA and bitsandbytes).
         system_prompt: System message for chat models; None uses the model's own default.
         max_new_tokens: Token budget of a generated answer.

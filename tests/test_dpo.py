@@ -291,6 +291,13 @@ def test_lr_decay_falls_to_zero_over_the_epochs(tiny_policy, tmp_path, decay):
     shape = (lambda p: 1 - p) if decay == "linear" else (lambda p: 0.5 * (1 + math.cos(math.pi * p)))
     assert rates.seen == pytest.approx([0.02 * shape(p) for p in progress])
     assert rates.seen == sorted(rates.seen, reverse=True) and rates.seen[-1] < 0.01
+    # with a warmup, the first steps climb towards the decaying rate
+    warm = Rates()
+    _fit_counting_reference_passes(
+        tiny_policy, tmp_path / "warm", EVALS, module_options={"lr": 0.02, "lr_decay": decay, "warmup_steps": 2},
+        callbacks=[warm],
+    )
+    assert warm.seen == pytest.approx([0.02 * shape(p) * w for p, w in zip(progress, [0.5, 1, 1, 1])])
 
 
 def test_lr_decay_is_checked_before_the_run_starts(tiny_policy, tmp_path):
@@ -302,3 +309,16 @@ def test_lr_decay_is_checked_before_the_run_starts(tiny_policy, tmp_path):
         _fit_counting_reference_passes(
             tiny_policy, tmp_path, EVALS, module_options={"lr_decay": "linear"}, max_epochs=-1, max_steps=4
         )
+    DPO(tiny_policy, lr_decay="linear").setup("validate")  # only fitting decays: validate needs no epochs
+
+
+def test_a_reference_free_run_drops_a_loaded_reference_cache(tiny_policy):
+    module = DPO(tiny_policy)
+    module.cache_reference(BATCH)
+    checkpoint: dict = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert len(checkpoint["lightspiel_dpo_reference_cache"]) == len(BATCH)
+    free = DPO(tiny_policy, reference_free=True)
+    free.on_load_checkpoint(checkpoint)
+    assert free._ref_cache == {}
+    assert free._reference_logps(BATCH).abs().sum() == 0

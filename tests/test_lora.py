@@ -110,12 +110,24 @@ def test_adapter_arithmetic_in_the_base_dtype_is_as_accurate_as_autocast():
     fp32 = _errors_against_fp64("float32")
     assert all(e < 1e-2 for e in base), base
     assert all(e <= 1.2 * ref for e, ref in zip(base, autocast)), (base, autocast)
-    assert all(ref <= e for e, ref in zip(base[2:], fp32[2:])), (base, fp32)  # fp32 is the more exact
+    # ...and it is bf16 arithmetic, not fp32's in disguise: the adapter gradients' errors are bf16's
+    assert all(e >= 1.3 * ref for e, ref in zip(base[2:], fp32[2:])), (base, fp32)
     layer = _one_adapted_layer("base")
     out = layer(torch.randn(3, 64).to(torch.bfloat16))
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
     assert layer.lora_A["default"].weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("dtype", "compute", "expected"), [("bfloat16", "base", True), ("bfloat16", "float32", False)])
+def test_lora_compute_reaches_every_adapted_layer_and_survives_a_round_trip(tiny_model_dir, dtype, compute, expected):
+    policy = Policy(model=tiny_model_dir, dtype=dtype, lora_r=4, lora_compute=compute)
+    layers = _lora_layers(policy)
+    assert layers and all(layer.compute_in_base_dtype is expected for layer in layers)
+    _as_peft(policy, True)
+    _as_peft(policy, False)  # fused again without naming the arithmetic: each layer keeps its own
+    assert all(type(layer).__name__ == "FusedLoraLinear" for layer in layers)
+    assert all(layer.compute_in_base_dtype is expected for layer in layers)
 
 
 def test_lora_compute_is_checked_by_name(tiny_model_dir):
