@@ -131,11 +131,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _swap_class(model: nn.Module, old: type, new: type) -> int:
+def _swap_class(model: nn.Module, old: type, new: type) -> list[nn.Module]:
+    """The layers of class ``old`` in ``model``, now of class ``new``."""
     layers = [m for m in model.modules() if type(m) is old]
     for layer in layers:
         layer.__class__ = new
-    return len(layers)
+    return layers
 
 
 def fuse_lora_layers(model: nn.Module, compute_in_base_dtype: bool | None = None) -> int:
@@ -145,8 +146,7 @@ def fuse_lora_layers(model: nn.Module, compute_in_base_dtype: bool | None = None
     unfused and fused again keeps its setting; a new one gets fp32). Returns how many."""
     from peft.tuners.lora import Linear
 
-    layers = [m for m in model.modules() if type(m) is Linear]
-    _swap_class(model, Linear, fused_lora_class())
+    layers = _swap_class(model, Linear, fused_lora_class())
     if compute_in_base_dtype is not None:
         for layer in layers:
             layer.compute_in_base_dtype = compute_in_base_dtype
@@ -157,4 +157,4 @@ def unfuse_lora_layers(model: nn.Module) -> int:
     """Undo :func:`fuse_lora_layers`: peft's own forward again (benchmarks compare the two)."""
     from peft.tuners.lora import Linear
 
-    return _swap_class(model, fused_lora_class(), Linear)
+    return len(_swap_class(model, fused_lora_class(), Linear))

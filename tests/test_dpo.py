@@ -180,14 +180,19 @@ def test_reference_free_loss_is_trls_cpo_loss(tiny_policy):
     trl = SimpleNamespace(alpha=0.0, beta=0.3, loss_type="sigmoid", label_smoothing=0.0, accelerator=SimpleNamespace(device="cpu"))
     with torch.no_grad():
         logps = module._pair_logps(BATCH)
-        losses, chosen_rewards, _ = CPOTrainer.cpo_loss(trl, logps[:, 0], logps[:, 1])
+        losses, _, _ = CPOTrainer.cpo_loss(trl, logps[:, 0], logps[:, 1])
         assert_close(module._step(BATCH, "train"), losses.mean(), rtol=1e-5, atol=1e-6)
         # Not DPO's log 2 at the start: the margin is the policy's own, not a ratio to itself.
         assert abs(float(losses.mean()) - 0.693147) > 1e-3
-        tokens = torch.tensor([len(tiny_policy.completion_ids(p.chosen)) for p in BATCH], dtype=torch.float)
-        nll = -(logps[:, 0] / tokens).mean()
+        # the NLL term adds on top, in proportion to rpo_alpha, and is positive (the chosen answers'
+        # log-probabilities are below 0)
+        one = DPO(tiny_policy, beta=0.3, reference_free=True, rpo_alpha=1.0)._step(BATCH, "train") - losses.mean()
         with_nll = DPO(tiny_policy, beta=0.3, reference_free=True, rpo_alpha=0.7)._step(BATCH, "train")
-        assert_close(with_nll, losses.mean() + 0.7 * nll, rtol=1e-5, atol=1e-6)
+        assert one > 0.1
+        assert_close(with_nll, losses.mean() + 0.7 * one, rtol=1e-5, atol=1e-6)
+        # per answer token, averaged over the pairs (as ``rpo_alpha`` documents)
+        tokens = torch.tensor([len(tiny_policy.completion_ids(p.chosen)) for p in BATCH], dtype=torch.float)
+        assert_close(one, -(logps[:, 0] / tokens).mean(), rtol=1e-5, atol=1e-6)
 
 
 def test_a_reference_free_fit_never_runs_the_reference(tiny_policy, tmp_path):
@@ -213,7 +218,7 @@ def test_reference_free_refuses_a_moving_reference(tiny_policy, tmp_path):
         DPO(tiny_policy, reference_free="yes")
     trainer = L.Trainer(
         max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        default_root_dir=tmp_path, callbacks=[IterativeRegeneration(update_reference=True)],
+        default_root_dir=tmp_path,
     )
     with pytest.raises(ConfigError, match=r"update_reference.*--model\.init_args\.reference_free"):
         IterativeRegeneration(update_reference=True).setup(trainer, DPO(tiny_policy, reference_free=True), "fit")
