@@ -12,7 +12,8 @@ last-if-any`` resumes when there is one and starts a new run otherwise.
 
 User mistakes are one line on stderr, ``lightspiel: error: ...``, exit status 2, found before any
 model loads or anything is written: unknown options (with the closest valid names), wrong types
-(the option, the value, the expected type), an unknown env id, a config file that is empty or not
+(the option, the value, the expected type), an unknown env id, a datamodule option out of range
+or misspelt (its constructor's own checks, run once before the model), a config file that is empty or not
 YAML (file, line, column), ``--ckpt_path last`` with nothing to resume. ``--help`` is Lightning's.
 """
 
@@ -63,6 +64,7 @@ class LightspielCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         _check_env(config)
+        _check_data(config)
         if subcommand:
             _resolve_ckpt_path(config)
 
@@ -117,6 +119,25 @@ def _check_env(config: Namespace) -> None:
     except (LightspielError, ValueError, TypeError) as err:
         message = re.sub(r"^env '[^']*': ", "", str(err))
         raise ConfigError(f"{option}_kwargs for {env_id}: {message}") from None
+
+
+def _check_data(config: Namespace) -> None:
+    """The option checks of one of lightspiel's datamodules (ranges, choices, files), said before the
+    model loads: their constructors validate and store, and do no slow work, so one is built here
+    and dropped. Errors other than a user mistake are left to the real instantiation."""
+    data = config.get("data")
+    class_path = data.get("class_path") if isinstance(data, Namespace) else None
+    if not isinstance(class_path, str) or not class_path.startswith("datamodules."):
+        return
+    module, _, name = class_path.rpartition(".")
+    init = data.get("init_args")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        cls(**(init.as_dict() if isinstance(init, Namespace) else {}))
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 (not ours to judge here: instantiation reports it in full)
+        return
 
 
 def _resolve_ckpt_path(config: Namespace) -> None:

@@ -83,6 +83,10 @@ class PreferenceDataModule(L.LightningDataModule):
         mode: How the policy acts in rollouts: ``score``, ``constrained`` or ``generate``.
         temperature: Sampling temperature of rollouts (None: the policy's own). Above 1 explores more
             states, which matters once the policy has sharpened.
+        opponent_temperature: The rollout temperature of games against the named opponents, over
+            ``temperature``, e.g. ``{random: 0, mcts: 0}``; 0 plays greedily, as the tournament does.
+            Greedy games against a fixed opponent visit the positions the tournament will meet
+            (its games are greedy too), while sampled self-play keeps exploring.
         window: Pairs are built from the episodes of the last ``window`` iterations (1: fresh only).
         strategy: How pairs are built: ``margin`` or ``oracle`` (games), ``correctness`` or
             ``validity`` (reasoning envs; see ``datamodules.pairs``).
@@ -128,6 +132,7 @@ class PreferenceDataModule(L.LightningDataModule):
         num_envs: int = 16,
         mode: str = "score",
         temperature: float | None = None,
+        opponent_temperature: dict[str, float] | None = None,
         window: int = 1,
         strategy: str = "oracle",
         oracle: str = "auto",
@@ -187,6 +192,12 @@ class PreferenceDataModule(L.LightningDataModule):
 
         for opponent in opponents or []:
             check_choice(opponent, OPPONENTS, "--data.opponents")
+        for opponent, value in (opponent_temperature or {}).items():
+            check_choice(opponent, list(opponents or []) or OPPONENTS, "--data.opponent_temperature key")
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(
+                    f"--data.opponent_temperature.{opponent} must be a number >= 0 (0: greedy), got {value!r}"
+                )
         for option, path in (("pairs_path", pairs_path), ("eval_pairs_path", eval_pairs_path)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"--data.{option}: no such file {path!r} (expected pairs JSONL)")
@@ -204,6 +215,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.pairs_path, self.eval_pairs_path = pairs_path, eval_pairs_path
         self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
         self.temperature, self.window = temperature, window
+        self.opponent_temperature = {k: float(v) for k, v in (opponent_temperature or {}).items()}
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
         self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
         self.samples_per_problem, self.illegal_negatives = samples_per_problem, illegal_negatives
@@ -289,6 +301,7 @@ class PreferenceDataModule(L.LightningDataModule):
         # The games of every opponent are stepped together: one act call a wave serves them all.
         if missing:
             engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
+            game_opponents = [opponents[index[s] % len(opponents)] for s, _ in missing]
             played = engine.play(
                 policy,
                 [s for s, _ in missing],
@@ -298,7 +311,8 @@ class PreferenceDataModule(L.LightningDataModule):
                 progress=f"rollout iter {self.iteration} vs {', '.join(opponents)}",
                 temperature=self.temperature,
                 tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in missing],
-                opponents=[opponents[index[s] % len(opponents)] for s, _ in missing],
+                opponents=game_opponents,
+                temperatures=[self.opponent_temperature.get(o) for o in game_opponents],
             ).episodes
         mine = gather_episodes({e.episode_id: e for e in played}, path)
         played = list(mine.values())

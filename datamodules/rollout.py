@@ -157,6 +157,7 @@ class RolloutEngine:
         seats: Callable[[int], Sequence[Player]] | None = None,
         tags: Sequence[str] | None = None,
         opponents: Sequence[str] | None = None,
+        temperatures: Sequence[float | None] | None = None,
     ) -> RolloutResult:
         """Play one episode per seed; append each finished episode to ``out_path`` as it ends.
 
@@ -177,6 +178,9 @@ class RolloutEngine:
                 against different opponents are stepped together and the learner's observations
                 of all of them go to one ``act`` call a wave. Each game is the one it would be
                 alone: the env's opponent draws from the env's generator, seeded by the game.
+            temperatures: Each game's sampling temperature for its policy players without one of
+                their own (None: ``temperature``; 0: greedy, as a tournament plays). A wave's
+                observations go to one ``act`` call per player and distinct setting.
         """
         start = time.perf_counter()
         release_freed_memory()  # a training phase's freed activations, before the games add their own
@@ -190,6 +194,12 @@ class RolloutEngine:
         else:
             envs_ = self._envs_for(seats is not None)
             groups, queues = [None] * len(envs_), {None: queue}
+        if temperatures is not None:
+            if len(temperatures) != len(queue):
+                raise ConfigError(f"play: {len(temperatures)} temperatures for {len(queue)} games")
+            bad = [t for t in temperatures if t is not None and t < 0]
+            if bad:
+                raise ConfigError(f"play: a game's temperature must be >= 0 (0: greedy), got {bad[0]}")
         learner = None if seats is not None else PolicyPlayer(policy)
         tags = list(tags) if tags is not None else self.episode_tags(seeds)
         self._tags = dict(enumerate(tags))
@@ -198,6 +208,13 @@ class RolloutEngine:
         writer = EpisodeWriter(out_path) if out_path else None
         bar = tqdm(total=len(seeds), desc=progress, leave=False, disable=progress is None, dynamic_ncols=True)
         settings = {"mode": mode, "greedy": greedy, "temperature": temperature}
+
+        def game_settings(order: int) -> dict:
+            own = None if temperatures is None else temperatures[order]
+            if own is None:
+                return settings
+            return {**settings, "greedy": own == 0, "temperature": temperature if own == 0 else own}
+
         try:
 
             def start_next(i: int) -> None:
@@ -216,6 +233,7 @@ class RolloutEngine:
                     "info": info,
                     "turns": [],
                     "players": players,
+                    "settings": game_settings(order),
                     "rng": np.random.default_rng([int(seed), 7]),
                     # The policy's own draws for this game (every sampled acting mode): they depend
                     # on the game (seed, sample, iteration) only, not on its batch or its process.
@@ -245,7 +263,7 @@ class RolloutEngine:
             for i in range(min(len(envs_), len(queue))):
                 fill(i)
             while slots:
-                for i, (player, act) in self._wave(envs_, slots, learner, settings).items():
+                for i, (player, act) in self._wave(envs_, slots, learner).items():
                     done = self._step(envs_[i], slots[i], player, act, mode, iteration)
                     if done is None:
                         continue
@@ -277,17 +295,18 @@ class RolloutEngine:
         return f"{self.env_id}:{iteration}:{seed}{tag}"
 
     @staticmethod
-    def _wave(envs_, slots: dict[int, dict], learner: Player | None, settings: dict) -> dict[int, tuple]:
+    def _wave(envs_, slots: dict[int, dict], learner: Player | None) -> dict[int, tuple]:
         """Every waiting seat's decision: ``{env index: (player, action)}``. The observations of one
-        policy player go to one batched ``act`` call; agents choose from the OpenSpiel state (their
-        action is an index into the legal actions)."""
-        by_player: dict[int, tuple[Player, list[int]]] = {}
+        policy player go to one batched ``act`` call per acting setting (mode, greedy, temperature);
+        agents choose from the OpenSpiel state (their action is an index into the legal actions)."""
+        by_player: dict[tuple, tuple[Player, dict, list[int]]] = {}
         for i in sorted(slots):
             slot = slots[i]
             player = learner if slot["players"] is None else slot["players"][int(slot["obs"]["seat"])]
-            by_player.setdefault(id(player), (player, []))[1].append(i)
+            key = (id(player), *slot["settings"].values())
+            by_player.setdefault(key, (player, slot["settings"], []))[2].append(i)
         decisions: dict[int, tuple] = {}
-        for player, indices in by_player.values():
+        for player, settings, indices in by_player.values():
             if isinstance(player, AgentPlayer):
                 for i in indices:
                     index = player.choose(envs_[i], int(slots[i]["obs"]["seat"]), slots[i]["rng"])

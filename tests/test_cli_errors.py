@@ -104,6 +104,16 @@ CASES = {
         ["--data.init_args.env=lightspiel/OpenSpiel-v0", "--data.init_args.env_kwargs={{game: chesss}}"],
         "data.init_args.env_kwargs for lightspiel/OpenSpiel-v0: unknown OpenSpiel game 'chesss'",
     ),
+    "misspelt opponent in a temperature map": (
+        None,
+        ["--data.init_args.opponent_temperature={{randon: 0}}"],
+        "--data.opponent_temperature key must be one of self, random, mcts; got 'randon'; did you mean 'random'?",
+    ),
+    "datamodule option out of range": (
+        None,
+        ["--data.init_args.temperature=-1"],
+        "--data.temperature must be > 0, got -1.0",
+    ),
     "YAML syntax error": (
         "trainer:\n  max_epochs: [3\n  accelerator: cpu\n",
         [],

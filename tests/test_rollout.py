@@ -94,6 +94,67 @@ def test_games_against_several_opponents_share_waves_and_stay_the_games_played_a
         RolloutEngine(ENV, {}, num_envs=2).play(tiny_policy, seeds, opponents=["random", "mcts"], progress=None)
 
 
+def test_per_game_temperatures_split_a_wave_by_setting_and_each_game_is_the_one_played_alone(tiny_policy):
+    """A game at temperature 0 is the greedy game its seed gives alone; a sampled one is the game
+    sampled alone at its temperature; each wave goes to one act call per setting."""
+    seeds = [21, 22, 23, 24, 25, 26]
+    temperatures = [0, 1.5, 0, None, 0, 1.5]
+    calls = []
+    act = tiny_policy.act
+
+    def recording_act(observations, **kwargs):
+        calls.append((len(observations), kwargs["greedy"], kwargs["temperature"]))
+        return act(observations, **kwargs)
+
+    tiny_policy.act = recording_act
+    try:
+        engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=6)
+        mixed = engine.play(tiny_policy, seeds, temperature=3.0, temperatures=temperatures, progress=None)
+        first_wave = sorted(calls[:3], key=str)
+        alone = {}
+        for setting, (greedy, temp) in {0: (True, 3.0), 1.5: (False, 1.5), None: (False, 3.0)}.items():
+            mine = [s for s, t in zip(seeds, temperatures) if t == setting]
+            for e in engine.play(tiny_policy, mine, greedy=greedy, temperature=temp, progress=None).episodes:
+                alone[e.seed] = e
+    finally:
+        tiny_policy.act = act
+    assert first_wave == sorted([(3, True, 3.0), (2, False, 1.5), (1, False, 3.0)], key=str)
+    for e in mixed.episodes:
+        assert [(t.seat, t.action) for t in e.turns] == [(t.seat, t.action) for t in alone[e.seed].turns]
+    # The settings differ in what they play: the greedy and the sampled game of one seed part ways.
+    sampled = engine.play(tiny_policy, [21, 23, 25], temperature=3.0, progress=None).episodes
+    assert [[t.action for t in e.turns] for e in sampled] != [
+        [t.action for t in alone[s].turns] for s in (21, 23, 25)
+    ]
+    with pytest.raises(ConfigError, match="2 temperatures for 6 games"):
+        engine.play(tiny_policy, seeds, temperatures=[0, 1], progress=None)
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        engine.play(tiny_policy, seeds, temperatures=[0, 1, 0, 1, 0, -1], progress=None)
+
+
+def test_opponent_temperature_plays_greedy_games_against_the_named_opponent(tiny_policy, tmp_path):
+    dm = PreferenceDataModule(
+        ENV,
+        opponents=["self", "random"],
+        opponent_temperature={"random": 0},
+        temperature=2.0,
+        num_episodes=6,
+        num_envs=6,
+        margin=0.5,
+        run_dir=str(tmp_path),
+    )
+    played = dm.episodes(tiny_policy)
+    against_random = [e for e in played if e.opponent == "random"]
+    assert len(against_random) == 3 and {e.opponent for e in played} == {"self", "random"}
+    engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=3)
+    greedy = engine.play(tiny_policy, [e.seed for e in against_random], greedy=True, progress=None).episodes
+    assert [[t.action for t in e.turns] for e in against_random] == [[t.action for t in e.turns] for e in greedy]
+    with pytest.raises(ConfigError, match=r"--data.opponent_temperature key must be one of self, random; got 'randon'.*random"):
+        PreferenceDataModule(ENV, opponents=["self", "random"], opponent_temperature={"randon": 0})
+    with pytest.raises(ConfigError, match=r"--data.opponent_temperature.random must be a number >= 0"):
+        PreferenceDataModule(ENV, opponents=["self", "random"], opponent_temperature={"random": -1})
+
+
 def test_self_play_rollout_to_pairs(tiny_policy, tmp_path):
     dm = PreferenceDataModule(
         ENV,
