@@ -14,6 +14,7 @@ A resumed run finds the files of its iteration and only plays the episodes still
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -65,6 +66,14 @@ class StateBatchSampler(GroupBatchSampler):
         )
 
 
+def _registered_opponent(env: str) -> str:
+    """The opponent an env id is registered with (``random`` when it names none, or is unknown)."""
+    try:
+        return str(gymnasium.spec(env).kwargs.get("opponent", "random"))
+    except gymnasium.error.Error:
+        return "random"
+
+
 class PreferenceDataModule(L.LightningDataModule):
     """Builds DPO pairs from self-play episodes, iteration after iteration.
 
@@ -85,8 +94,9 @@ class PreferenceDataModule(L.LightningDataModule):
             states, which matters once the policy has sharpened.
         opponent_temperature: The rollout temperature of games against the named opponents, over
             ``temperature``, e.g. ``{random: 0, mcts: 0}``; 0 plays greedily, as the tournament does.
-            Greedy games against a fixed opponent visit the positions the tournament will meet
-            (its games are greedy too), while sampled self-play keeps exploring.
+            Greedy games against a fixed opponent visit more of the positions the tournament meets
+            (its games are greedy too), while sampled self-play keeps exploring; greedy self-play from
+            a fixed opening replays one game. Keys: the opponents the games meet.
         window: Pairs are built from the episodes of the last ``window`` iterations (1: fresh only).
         strategy: How pairs are built: ``margin`` or ``oracle`` (games), ``correctness`` or
             ``validity`` (reasoning envs; see ``datamodules.pairs``).
@@ -192,11 +202,17 @@ class PreferenceDataModule(L.LightningDataModule):
 
         for opponent in opponents or []:
             check_choice(opponent, OPPONENTS, "--data.opponents")
+        # The opponents the games meet: --data.opponents, else the env's one opponent.
+        met = list(opponents or []) or [str((env_kwargs or {}).get("opponent", _registered_opponent(env)))]
         for opponent, value in (opponent_temperature or {}).items():
-            check_choice(opponent, list(opponents or []) or OPPONENTS, "--data.opponent_temperature key")
-            if not isinstance(value, (int, float)) or value < 0:
+            check_choice(opponent, met, "--data.opponent_temperature key (an opponent the games meet)")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= 0)
+            ):
                 raise ConfigError(
-                    f"--data.opponent_temperature.{opponent} must be a number >= 0 (0: greedy), got {value!r}"
+                    f"--data.opponent_temperature.{opponent} must be a finite number >= 0 (0: greedy), got {value!r}"
                 )
         for option, path in (("pairs_path", pairs_path), ("eval_pairs_path", eval_pairs_path)):
             if path is not None and not Path(path).is_file():
@@ -324,7 +340,7 @@ class PreferenceDataModule(L.LightningDataModule):
             return self.opponents[index % len(self.opponents)]
         if "opponent" in self.env_kwargs:
             return str(self.env_kwargs["opponent"])
-        return str(gymnasium.spec(self.env).kwargs.get("opponent", "random"))
+        return _registered_opponent(self.env)
 
     def _stored_episodes(self, iteration: int) -> list[Episode]:
         if iteration == 0 and self.episodes_path:

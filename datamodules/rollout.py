@@ -18,6 +18,7 @@ Each wave sends all waiting observations of one policy player to one ``act`` cal
 from __future__ import annotations
 
 import json
+import math
 import time
 import typing
 import zlib
@@ -178,8 +179,9 @@ class RolloutEngine:
                 against different opponents are stepped together and the learner's observations
                 of all of them go to one ``act`` call a wave. Each game is the one it would be
                 alone: the env's opponent draws from the env's generator, seeded by the game.
-            temperatures: Each game's sampling temperature for its policy players without one of
-                their own (None: ``temperature``; 0: greedy, as a tournament plays). A wave's
+            temperatures: Each game's acting setting, standing in for ``greedy`` and ``temperature``
+                in that game (None: the call's; 0: greedy, as a tournament plays; t > 0: sampled at
+                t). A :class:`PolicyPlayer`'s own ``greedy`` or ``temperature`` still wins. A wave's
                 observations go to one ``act`` call per player and distinct setting.
         """
         start = time.perf_counter()
@@ -197,7 +199,7 @@ class RolloutEngine:
         if temperatures is not None:
             if len(temperatures) != len(queue):
                 raise ConfigError(f"play: {len(temperatures)} temperatures for {len(queue)} games")
-            bad = [t for t in temperatures if t is not None and t < 0]
+            bad = [t for t in temperatures if t is not None and not (math.isfinite(t) and t >= 0)]
             if bad:
                 raise ConfigError(f"play: a game's temperature must be >= 0 (0: greedy), got {bad[0]}")
         learner = None if seats is not None else PolicyPlayer(policy)

@@ -107,7 +107,8 @@ CASES = {
     "misspelt opponent in a temperature map": (
         None,
         ["--data.init_args.opponent_temperature={{randon: 0}}"],
-        "--data.opponent_temperature key must be one of self, random, mcts; got 'randon'; did you mean 'random'?",
+        "--data.opponent_temperature key (an opponent the games meet) must be one of self, random, mcts; "
+        "got 'randon'; did you mean 'random'?",
     ),
     "datamodule option out of range": (
         None,

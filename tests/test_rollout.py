@@ -149,10 +149,15 @@ def test_opponent_temperature_plays_greedy_games_against_the_named_opponent(tiny
     engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=3)
     greedy = engine.play(tiny_policy, [e.seed for e in against_random], greedy=True, progress=None).episodes
     assert [[t.action for t in e.turns] for e in against_random] == [[t.action for t in e.turns] for e in greedy]
-    with pytest.raises(ConfigError, match=r"--data.opponent_temperature key must be one of self, random; got 'randon'.*random"):
+    key = r"--data.opponent_temperature key \(an opponent the games meet\) must be one of "
+    with pytest.raises(ConfigError, match=key + r"self, random; got 'randon'; did you mean 'random'\?"):
         PreferenceDataModule(ENV, opponents=["self", "random"], opponent_temperature={"randon": 0})
-    with pytest.raises(ConfigError, match=r"--data.opponent_temperature.random must be a number >= 0"):
-        PreferenceDataModule(ENV, opponents=["self", "random"], opponent_temperature={"random": -1})
+    # Without --data.opponents the games meet the env's one opponent (random for tic-tac-toe).
+    with pytest.raises(ConfigError, match=key + r"random; got 'mcts'"):
+        PreferenceDataModule(ENV, opponent_temperature={"mcts": 0})
+    for bad in (-1, float("nan"), True):
+        with pytest.raises(ConfigError, match=r"--data.opponent_temperature.random must be a finite number >= 0"):
+            PreferenceDataModule(ENV, opponents=["self", "random"], opponent_temperature={"random": bad})
 
 
 def test_self_play_rollout_to_pairs(tiny_policy, tmp_path):
