@@ -66,14 +66,6 @@ class StateBatchSampler(GroupBatchSampler):
         )
 
 
-def _registered_opponent(env: str) -> str:
-    """The opponent an env id is registered with (``random`` when it names none, or is unknown)."""
-    try:
-        return str(gymnasium.spec(env).kwargs.get("opponent", "random"))
-    except gymnasium.error.Error:
-        return "random"
-
-
 class PreferenceDataModule(L.LightningDataModule):
     """Builds DPO pairs from self-play episodes, iteration after iteration.
 
@@ -202,18 +194,6 @@ class PreferenceDataModule(L.LightningDataModule):
 
         for opponent in opponents or []:
             check_choice(opponent, OPPONENTS, "--data.opponents")
-        # The opponents the games meet: --data.opponents, else the env's one opponent.
-        met = list(opponents or []) or [str((env_kwargs or {}).get("opponent", _registered_opponent(env)))]
-        for opponent, value in (opponent_temperature or {}).items():
-            check_choice(opponent, met, "--data.opponent_temperature key (an opponent the games meet)")
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value >= 0)
-            ):
-                raise ConfigError(
-                    f"--data.opponent_temperature.{opponent} must be a finite number >= 0 (0: greedy), got {value!r}"
-                )
         for option, path in (("pairs_path", pairs_path), ("eval_pairs_path", eval_pairs_path)):
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"--data.{option}: no such file {path!r} (expected pairs JSONL)")
@@ -227,6 +207,20 @@ class PreferenceDataModule(L.LightningDataModule):
             )
         self.env, self.env_kwargs = env, dict(env_kwargs or {})
         self.opponents = list(opponents or [])
+        for opponent, value in (opponent_temperature or {}).items():
+            check_choice(
+                opponent,
+                self._met_opponents(),
+                "--data.opponent_temperature key (an opponent the games meet)",
+            )
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ConfigError(
+                    f"--data.opponent_temperature.{opponent} must be a finite number >= 0 (0: greedy), got {value!r}"
+                )
         self.episodes_path = episodes_path
         self.pairs_path, self.eval_pairs_path = pairs_path, eval_pairs_path
         self.num_episodes, self.num_envs, self.mode = num_episodes, num_envs, mode
@@ -303,7 +297,7 @@ class PreferenceDataModule(L.LightningDataModule):
         """Play the missing (seed, sample) games; seed i of the iteration meets
         ``opponents[i % len(opponents)]``; sample k of a seed is tagged ``#k`` when a start is played
         more than once."""
-        opponents = self.opponents or [self._opponent_for(0)]
+        opponents = self._met_opponents()
         index = {s: i for i, s in enumerate(seeds)}
         start, played = time.perf_counter(), []
         # Under DDP each rank plays every world-th missing game; rank zero appends its own games as
@@ -340,7 +334,11 @@ class PreferenceDataModule(L.LightningDataModule):
             return self.opponents[index % len(self.opponents)]
         if "opponent" in self.env_kwargs:
             return str(self.env_kwargs["opponent"])
-        return _registered_opponent(self.env)
+        return str(gymnasium.spec(self.env).kwargs.get("opponent", "random"))
+
+    def _met_opponents(self) -> list[str]:
+        """The opponents the games meet: ``opponents``, else the env's one opponent."""
+        return self.opponents or [self._opponent_for(0)]
 
     def _stored_episodes(self, iteration: int) -> list[Episode]:
         if iteration == 0 and self.episodes_path:
