@@ -240,6 +240,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.iteration = 0
         self._built: int | None = None
         self.last_episodes: list[Episode] = []  # this iteration's games (for transcripts)
+        self._pair_episodes: list[Episode] = []  # the games the current pairs were built from
         self.train_pairs: list[PreferencePair] = []
         self.eval_pairs: list[PreferencePair] = []
         self.rollout_metrics: dict[str, float] = {}
@@ -323,6 +324,10 @@ class PreferenceDataModule(L.LightningDataModule):
                 tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in missing],
                 opponents=game_opponents,
                 temperatures=[self.opponent_temperature.get(o) for o in game_opponents],
+                # Score mode: every answer's log-probability at each decision, so DPO's reference
+                # pass can read them when the reference is the policy that played (a fresh adapter
+                # at iteration 0; every iteration with IterativeRegeneration(update_reference)).
+                answer_logps=self.mode == "score",
             ).episodes
         mine = gather_episodes({e.episode_id: e for e in played}, path)
         played = list(mine.values())
@@ -415,7 +420,7 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.iteration == 0 and self.pairs_path:
             self.train_pairs = read_jsonl(self.pairs_path, PreferencePair)
             self.eval_pairs = read_jsonl(self.eval_pairs_path, PreferencePair) if self.eval_pairs_path else []
-            self.rollout_metrics, self.last_episodes = {}, []
+            self.rollout_metrics, self.last_episodes, self._pair_episodes = {}, [], []
             if not self.train_pairs:
                 raise ConfigError(f"--data.pairs_path {self.pairs_path!r} holds no pairs")
             self._built = self.iteration
@@ -425,6 +430,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.last_episodes = episodes
         for earlier in range(max(self.sft_iterations, self.iteration - self.window + 1), self.iteration):
             episodes = self._stored_episodes(earlier) + episodes
+        self._pair_episodes = episodes
         pairs = build_pairs(episodes, self.strategy, **self._pair_options())
         if self.judge_model is not None:
             pairs = judge_pairs(pairs, self._load_judge(), self.margin, self.judge_band, self.judge_threshold)
@@ -458,6 +464,25 @@ class PreferenceDataModule(L.LightningDataModule):
                 f"{self.strategy!r} and margin {self.margin}; play more episodes or lower --data.margin"
             )
         self._built = self.iteration
+
+    def reference_answer_logps(self, fingerprint: str) -> dict[str, dict[str, float]]:
+        """``{prompt: {answer: log-probability}}`` recorded at the score-mode decisions of this run's
+        games so far (this iteration's and the earlier ones'), by the policy whose
+        :meth:`~modules.Policy.fingerprint` is ``fingerprint``; other policies' games are left out.
+        DPO's reference for those answers when its reference is that policy
+        (``DPO.cache_reference``): a fixed base reference played iteration 0 with a fresh adapter,
+        so later iterations' states met then need no reference pass either."""
+        games = list(self._pair_episodes)
+        for earlier in range(self.iteration):
+            games += self._stored_episodes(earlier)
+        table: dict[str, dict[str, float]] = {}
+        for episode in games:
+            if episode.policy_fingerprint != fingerprint:
+                continue
+            for turn in episode.turns:
+                if turn.answer_logps:
+                    table.setdefault(turn.prompt, {}).update(turn.answer_logps)
+        return table
 
     def _ensure_built(self) -> None:
         if self._built != self.iteration:

@@ -53,6 +53,10 @@ class Turn:
     # A reasoning env's verdict on the answer (envs.reasoning): the extracted answer, correctness and
     # reward terms for math; per-step solver verdicts for proofs. None for games.
     verdict: dict | None = None
+    # Score mode with ``RolloutEngine.play(answer_logps=True)``: the log-probability at temperature
+    # 1 of every legal action's text and of every readable illegal answer at this decision, under
+    # the acting policy (the episode's ``policy_fingerprint``). DPO reads its reference from them.
+    answer_logps: dict[str, float] | None = None
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Episode:
     mode: str = "score"
     players: list[str] = field(default_factory=list)  # who sat in each seat (empty: learner vs env opponent)
     start_history: list[int] = field(default_factory=list)  # a replayed start's OpenSpiel history, if any
+    policy_fingerprint: str | None = None  # the learner's weights (Policy.fingerprint) with answer_logps
 
 
 @dataclass
@@ -135,6 +140,9 @@ def _matches(value, hint) -> bool:
     if origin is list:
         (inner,) = typing.get_args(hint)
         return isinstance(value, list) and all(_matches(v, inner) for v in value)
+    if origin is dict:
+        keys, values = typing.get_args(hint)
+        return isinstance(value, dict) and all(_matches(k, keys) and _matches(v, values) for k, v in value.items())
     return True  # nested records are checked by from_dict
 
 

@@ -85,6 +85,21 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> gymnasium.Env:
         raise ConfigError(f"env {env_id!r}: {err}") from err
 
 
+def _illegal_answers(env, slot: dict, wanted: bool) -> dict:
+    """``{"extra_answers": [...]}``: the texts the env would read as an illegal move by the seat to
+    move (a score-mode learner's observation with :meth:`RolloutEngine.play`'s ``answer_logps``),
+    else ``{}``. An env without a board (a reasoning task) has none."""
+    if not wanted:
+        return {}
+    from datamodules.pairs import illegal_texts
+
+    base = env.unwrapped
+    state = getattr(base, "state", None)
+    if state is None or not hasattr(base, "renderer"):
+        return {"extra_answers": []}
+    return {"extra_answers": illegal_texts(base.renderer, state, int(slot["obs"]["seat"]))}
+
+
 class RolloutEngine:
     """Steps ``num_envs`` copies of an environment and batches the players' decisions.
 
@@ -159,6 +174,7 @@ class RolloutEngine:
         tags: Sequence[str] | None = None,
         opponents: Sequence[str] | None = None,
         temperatures: Sequence[float | None] | None = None,
+        answer_logps: bool = False,
     ) -> RolloutResult:
         """Play one episode per seed; append each finished episode to ``out_path`` as it ends.
 
@@ -183,6 +199,12 @@ class RolloutEngine:
                 in that game (None: the call's; 0: greedy, as a tournament plays; t > 0: sampled at
                 t). A :class:`PolicyPlayer`'s own ``greedy`` or ``temperature`` still wins. A wave's
                 observations go to one ``act`` call per player and distinct setting.
+            answer_logps: At each score-mode decision of a learner, also score every answer the env
+                would read as an illegal move (:func:`datamodules.pairs.illegal_texts`) and record
+                the log-probability of each legal and illegal answer on the turn
+                (``Turn.answer_logps``), and the learner's :meth:`~modules.Policy.fingerprint` on
+                each episode: the figures DPO's reference pass would compute, when the reference
+                is the policy that played (``DPO.cache_reference``).
         """
         start = time.perf_counter()
         release_freed_memory()  # a training phase's freed activations, before the games add their own
@@ -205,6 +227,9 @@ class RolloutEngine:
         learner = None if seats is not None else PolicyPlayer(policy)
         tags = list(tags) if tags is not None else self.episode_tags(seeds)
         self._tags = dict(enumerate(tags))
+        self._fingerprint = None
+        if answer_logps and learner is not None and hasattr(policy, "fingerprint"):
+            self._fingerprint = policy.fingerprint()
         finished: list[tuple[int, Episode]] = []
         slots: dict[int, dict] = {}  # env index -> episode in flight
         writer = EpisodeWriter(out_path) if out_path else None
@@ -265,7 +290,7 @@ class RolloutEngine:
             for i in range(min(len(envs_), len(queue))):
                 fill(i)
             while slots:
-                for i, (player, act) in self._wave(envs_, slots, learner).items():
+                for i, (player, act) in self._wave(envs_, slots, learner, answer_logps).items():
                     done = self._step(envs_[i], slots[i], player, act, mode, iteration)
                     if done is None:
                         continue
@@ -297,10 +322,14 @@ class RolloutEngine:
         return f"{self.env_id}:{iteration}:{seed}{tag}"
 
     @staticmethod
-    def _wave(envs_, slots: dict[int, dict], learner: Player | None) -> dict[int, tuple]:
+    def _wave(
+        envs_, slots: dict[int, dict], learner: Player | None, answer_logps: bool = False
+    ) -> dict[int, tuple]:
         """Every waiting seat's decision: ``{env index: (player, action)}``. The observations of one
         policy player go to one batched ``act`` call per acting setting (mode, greedy, temperature);
-        agents choose from the OpenSpiel state (their action is an index into the legal actions)."""
+        agents choose from the OpenSpiel state (their action is an index into the legal actions).
+        With ``answer_logps`` a score-mode learner's observations carry ``extra_answers``: the
+        answers the env would read as illegal moves."""
         by_player: dict[tuple, tuple[Player, dict, list[int]]] = {}
         for i in sorted(slots):
             slot = slots[i]
@@ -314,8 +343,13 @@ class RolloutEngine:
                     index = player.choose(envs_[i], int(slots[i]["obs"]["seat"]), slots[i]["rng"])
                     decisions[i] = (player, index)
                 continue
+            extra = answer_logps and player is learner and (player.mode or settings["mode"]) == "score"
             actions = player.act(
-                [{**slots[i]["obs"], "rng": slots[i]["policy_rng"]} for i in indices], **settings
+                [
+                    {**slots[i]["obs"], "rng": slots[i]["policy_rng"], **_illegal_answers(envs_[i], slots[i], extra)}
+                    for i in indices
+                ],
+                **settings,
             )
             decisions.update({i: (player, a) for i, a in zip(indices, actions)})
         return dict(sorted(decisions.items()))
@@ -349,6 +383,7 @@ class RolloutEngine:
                 token_logps=getattr(act, "token_logps", None),
                 value=getattr(act, "value", None),
                 verdict=step_info.get("verdict"),
+                answer_logps=getattr(act, "answer_logps", None),
             )
         )
         slot["obs"], slot["info"] = new_obs, step_info
@@ -382,4 +417,5 @@ class RolloutEngine:
             mode=mode,
             players=names,
             start_history=slot["start_history"],
+            policy_fingerprint=self._fingerprint if slot["players"] is None else None,
         )

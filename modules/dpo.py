@@ -174,6 +174,7 @@ class DPO(PolicyModule):
         Nothing to do when ``reference_free``."""
         if self.reference_free:
             return
+        self._reference_from_rollouts(pairs)
         by_prompt: dict[str, list] = {}
         for p in pairs:
             if _ref_key(p) not in self._ref_cache:
@@ -198,6 +199,29 @@ class DPO(PolicyModule):
             mine = {key: self._ref_cache[key] for group in groups for key in map(_ref_key, group)}
             for part in gather(mine):
                 self._ref_cache.update(part)
+
+    def _reference_from_rollouts(self, pairs) -> None:
+        """Cache the reference log-probabilities the rollouts already computed: where the games the
+        pairs come from were played in score mode by the reference itself (its
+        :meth:`~modules.Policy.reference_fingerprint` is theirs: a fresh adapter and the bare-base
+        reference at iteration 0, or the snapshot of ``IterativeRegeneration(update_reference)``),
+        each decision scored every legal and illegal answer in the pass that chose its move
+        (``RolloutEngine.play(answer_logps=True)``), and the pre-pass has nothing left to run for
+        their pairs. The figures are the pre-pass's up to the last bits a batch's padding moves.
+        Logs ``train/reference_from_rollouts``, the share of the pairs they served."""
+        trainer = self._trainer
+        read = getattr(getattr(trainer, "datamodule", None), "reference_answer_logps", None)
+        if read is None or not pairs:
+            return
+        table = read(self.policy.reference_fingerprint())
+        served = 0
+        for p in pairs:
+            answers = table.get(p.prompt)
+            if answers is None or p.chosen not in answers or p.rejected not in answers:
+                continue
+            self._ref_cache.setdefault(_ref_key(p), (answers[p.chosen], answers[p.rejected]))
+            served += 1
+        self.log("train/reference_from_rollouts", served / len(pairs), batch_size=len(pairs))
 
     def _reference_logps(self, batch) -> torch.Tensor:  # [B, 2]
         if self.reference_free:

@@ -327,3 +327,88 @@ def test_a_reference_free_run_drops_a_loaded_reference_cache(tiny_policy):
     free.on_load_checkpoint(checkpoint)
     assert free._ref_cache == {}
     assert free._reference_logps(BATCH).abs().sum() == 0
+
+
+def _self_play_fit(policy, tmp_path, update_reference: bool, epochs: int = 2):
+    """Two iterations of score-mode self-play tic-tac-toe with oracle pairs (legal and illegal
+    negatives), recording every pre-pass: ``(module, datamodule, passes, seen)``, where ``passes[e]``
+    is the number of pairs epoch ``e``'s pre-pass scored and ``seen[e]`` the epoch's cached reference
+    beside what the pre-pass computes for its pairs (:func:`_prepass_figures`)."""
+    import lightning as L
+
+    from callbacks import IterativeRegeneration
+    from datamodules import PreferenceDataModule
+
+    data = PreferenceDataModule(
+        env="lightspiel/TicTacToe-v0", opponents=["self", "random"], num_episodes=4, num_envs=4,
+        mode="score", temperature=2.0, strategy="oracle", illegal_negatives=2, max_pairs_per_state=2,
+        batch_size=8, run_dir=str(tmp_path / "run"), seed=0,
+    )
+    module = DPO(policy, lr=5e-2)  # a large rate: one epoch moves the adapter visibly
+    passes: list[int] = []
+    original = module._reference_logps
+
+    def counted(batch):
+        passes[-1] += sum(_ref_key(p) not in module._ref_cache for p in batch)
+        return original(batch)
+
+    module._reference_logps = counted
+    start = module.on_train_epoch_start
+
+    seen: list[tuple[dict, dict]] = []
+
+    def epoch_start():
+        passes.append(0)
+        start()
+        seen.append((dict(module._ref_cache), _prepass_figures(module, data.train_pairs)))
+
+    module.on_train_epoch_start = epoch_start
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        num_sanity_val_steps=0, limit_val_batches=0,
+        callbacks=[IterativeRegeneration(update_reference=update_reference)],
+    )
+    trainer.fit(module, datamodule=data)
+    return module, data, passes, seen
+
+
+def _prepass_figures(module, pairs) -> dict:
+    """What the reference pre-pass computes for ``pairs``, one state at a time."""
+    with torch.no_grad(), module.policy.evaluating(), module.policy.reference():
+        return {_ref_key(p): module._pair_logps([p])[0].tolist() for p in pairs}
+
+
+def test_the_reference_comes_from_the_rollouts_when_the_reference_played_them(tiny_policy, tmp_path):
+    """A score-mode rollout scores every legal and illegal answer at each decision; when the policy
+    that played is the reference (a fresh adapter at iteration 0), DPO takes those figures and
+    its pre-pass scores nothing. They equal the pre-pass's own. The next iteration's games were
+    played by the trained policy, not the base reference: its pairs go through the pre-pass, except
+    those at states iteration 0's games met, whose base figures are on record."""
+    from datamodules.records import Episode, read_jsonl
+
+    _, data, passes, seen = _self_play_fit(tiny_policy, tmp_path, update_reference=False)
+    cached, expected = seen[0]
+    assert any(key.endswith("illegal-move") for key in {p.strategy for p in data.train_pairs})
+    assert passes[0] == 0 and set(expected) <= set(cached)
+    for key, logps in expected.items():
+        assert_close(torch.tensor(cached[key]), torch.tensor(logps), rtol=1e-4, atol=1e-4)
+    met = {t.prompt for e in read_jsonl(tmp_path / "run" / "iter_000" / "episodes.jsonl", Episode) for t in e.turns}
+    later = {_ref_key(p): p.prompt in met for p in data.train_pairs if _ref_key(p) not in cached}
+    assert passes[1] == sum(not known for known in later.values()) > 0
+    assert any(later.values())  # some states of iteration 1 were met at iteration 0
+    cached, expected = seen[1]
+    for key in (k for k, known in later.items() if known):
+        assert_close(torch.tensor(cached[key]), torch.tensor(expected[key]), rtol=1e-4, atol=1e-4)
+
+
+def test_a_moving_reference_is_read_from_every_iterations_rollouts(tiny_policy, tmp_path):
+    """With ``update_reference`` the reference is the policy that plays each iteration's games, so
+    no epoch's pre-pass scores anything, and the second iteration's figures (from a trained
+    adapter) equal the pre-pass's."""
+    _, _, passes, seen = _self_play_fit(tiny_policy, tmp_path, update_reference=True)
+    assert passes == [0, 0]
+    cached, expected = seen[1]
+    assert not tiny_policy.reference_fingerprint().endswith("|base")  # a trained snapshot
+    for key, logps in expected.items():
+        assert_close(torch.tensor(cached[key]), torch.tensor(logps), rtol=1e-4, atol=1e-4)

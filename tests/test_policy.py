@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
@@ -97,6 +98,49 @@ def test_snapshot_reference_freezes_a_copy_of_the_adapter(tiny_policy):
     assert_close(ref, snap)
     trainable = {n for n, p in tiny_policy.named_parameters() if p.requires_grad}
     assert trainable and all(".default." in n for n in trainable)
+
+
+def test_fingerprints_tell_apart_the_weights_that_score_differently(tiny_policy):
+    """A fresh adapter adds nothing: it fingerprints as the bare base, as the adapter-less reference
+    does. Any change to the adapter changes the fingerprint, and a snapshot reference carries the
+    fingerprint of the weights it copied, not of the adapter trained on after it."""
+    base = tiny_policy.fingerprint()
+    assert base.endswith("|base") and tiny_policy.reference_fingerprint() == base
+    with torch.no_grad():
+        name, p = next((n, p) for n, p in tiny_policy.named_parameters() if "lora_B" in n)
+        p[0, 0] += 1e-3
+    moved = tiny_policy.fingerprint()
+    assert moved != base and tiny_policy.reference_fingerprint() == base
+    tiny_policy.snapshot_reference()
+    assert tiny_policy.reference_fingerprint() == moved
+    with torch.no_grad():
+        p[0, 0] += 1e-3
+    assert tiny_policy.fingerprint() not in (base, moved) and tiny_policy.reference_fingerprint() == moved
+
+
+def test_score_mode_scores_extra_answers_without_choosing_them(tiny_policy):
+    """``extra_answers`` are scored beside the legal actions (``answer_logps``: the no-grad figures
+    at temperature 1) but never chosen, and the choice is the one made without them."""
+    legal, extra = ["2", "4", "9"], ["1", "5"]
+    plain = tiny_policy.act([{"prompt": PROMPT, "legal_actions": legal}], mode="score", greedy=True)[0]
+    assert plain.answer_logps is None
+    obs = {"prompt": PROMPT, "legal_actions": legal, "extra_answers": extra}
+    acts = tiny_policy.act([obs, obs], mode="score", greedy=True)
+    with torch.no_grad():
+        lp = tiny_policy.completion_logps(
+            [tiny_policy.prompt_ids(PROMPT)], [[tiny_policy.completion_ids(a) for a in legal + extra]]
+        )[0]
+    for act in acts:
+        assert (act.text, act.index) == (plain.text, plain.index)
+        assert list(act.answer_logps) == legal + extra
+        assert_close(torch.tensor(list(act.answer_logps.values())), lp, rtol=1e-4, atol=1e-4)
+    acts[0].answer_logps["2"] = 0.0  # each game's copy is its own
+    assert acts[1].answer_logps["2"] != 0.0
+    # Sampling hot, from each observation's own generator: the draws spread over the legal actions only.
+    sampled = tiny_policy.act(
+        [{**obs, "rng": np.random.default_rng(k)} for k in range(24)], mode="score", temperature=100.0
+    )
+    assert {a.text for a in sampled} == set(legal)
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,11 @@ def test_torn_last_line_from_a_killed_run_is_dropped_and_appends_stay_clean(tmp_
         (lambda d: d.update(seed="seven"), "seed", "expected int"),
         (lambda d: d["turns"][0].update(legal_actions="159"), "turns[0].legal_actions", "expected list"),
         (lambda d: d["turns"][0].pop("prompt"), "turns[0].prompt", "missing"),
+        (
+            lambda d: d["turns"][0].update(answer_logps={"5": "-0.3"}),
+            "turns[0].answer_logps",
+            "expected dict[str, float]",
+        ),
     ],
 )
 def test_bad_episode_line_names_file_line_and_field(tmp_path, mutate, field, problem):

@@ -56,6 +56,38 @@ def test_same_seeds_replay_the_same_games(tiny_policy):
     ]
 
 
+def test_answer_logps_record_every_answer_of_a_learner_decision_and_leave_the_games_as_they_were(
+    tiny_policy, tmp_path
+):
+    """With ``answer_logps`` each learner decision in score mode records the log-probability of every
+    legal move and every taken cell (what oracle pairs' illegal negatives name), opponents' turns
+    record none, each episode carries the learner's fingerprint, and the games are the ones played
+    without it. The records survive the episodes file."""
+    from datamodules.pairs import illegal_texts
+    from envs import renderer_for, state_from_history
+
+    engine = RolloutEngine(ENV, {"opponent": "random"}, num_envs=3)
+    plain = engine.play(tiny_policy, seeds=[1, 2, 3], temperature=2.0, progress=None).episodes
+    path = tmp_path / "episodes.jsonl"
+    played = engine.play(
+        tiny_policy, seeds=[1, 2, 3], temperature=2.0, progress=None, answer_logps=True, out_path=path
+    ).episodes
+    assert [[t.action for t in e.turns] for e in played] == [[t.action for t in e.turns] for e in plain]
+    assert all(t.answer_logps is None for e in plain for t in e.turns)
+    renderer = renderer_for("tic_tac_toe")
+    for episode in played:
+        assert episode.policy_fingerprint == tiny_policy.fingerprint()
+        for turn in episode.turns:
+            if turn.player != "learner":
+                assert turn.answer_logps is None
+                continue
+            state = state_from_history("tic_tac_toe", turn.history)
+            taken = illegal_texts(renderer, state, turn.seat)
+            assert len(taken) == len(turn.history) and set(turn.answer_logps) == set(turn.legal_actions) | set(taken)
+            assert turn.answer_logps[turn.completion] == pytest.approx(turn.logp)
+    assert read_jsonl(path, Episode) == played
+
+
 def test_games_against_several_opponents_share_waves_and_stay_the_games_played_alone(tiny_policy):
     """Per-game opponents step every opponent's games together (one act call a wave for all of
     them), and each sampled game is move for move the one its opponent's own engine plays."""
