@@ -66,6 +66,20 @@ class StateBatchSampler(GroupBatchSampler):
         )
 
 
+def _answer_tables(episodes) -> dict[str, dict[str, dict[str, float]]]:
+    """``{fingerprint: {prompt: {answer: log-probability}}}`` of the episodes' recorded
+    ``Turn.answer_logps``."""
+    tables: dict[str, dict[str, dict[str, float]]] = {}
+    for episode in episodes:
+        if episode.policy_fingerprint is None:
+            continue
+        table = tables.setdefault(episode.policy_fingerprint, {})
+        for turn in episode.turns:
+            if turn.answer_logps:
+                table.setdefault(turn.prompt, {}).update(turn.answer_logps)
+    return tables
+
+
 class PreferenceDataModule(L.LightningDataModule):
     """Builds DPO pairs from self-play episodes, iteration after iteration.
 
@@ -241,6 +255,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self._built: int | None = None
         self.last_episodes: list[Episode] = []  # this iteration's games (for transcripts)
         self._pair_episodes: list[Episode] = []  # the games the current pairs were built from
+        self._answer_tables: dict[int, dict] = {}  # earlier iterations' recorded answer log-probs
         self.train_pairs: list[PreferencePair] = []
         self.eval_pairs: list[PreferencePair] = []
         self.rollout_metrics: dict[str, float] = {}
@@ -324,10 +339,9 @@ class PreferenceDataModule(L.LightningDataModule):
                 tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in missing],
                 opponents=game_opponents,
                 temperatures=[self.opponent_temperature.get(o) for o in game_opponents],
-                # Score mode: every answer's log-probability at each decision, so DPO's reference
-                # pass can read them when the reference is the policy that played (a fresh adapter
-                # at iteration 0; every iteration with IterativeRegeneration(update_reference)).
-                answer_logps=self.mode == "score",
+                # Score mode, when the policy playing is DPO's reference: every answer's
+                # log-probability at each decision, for the reference to read instead of a pass.
+                answer_logps=self.mode == "score" and self._reference_plays(policy),
             ).episodes
         mine = gather_episodes({e.episode_id: e for e in played}, path)
         played = list(mine.values())
@@ -466,23 +480,33 @@ class PreferenceDataModule(L.LightningDataModule):
         self._built = self.iteration
 
     def reference_answer_logps(self, fingerprint: str) -> dict[str, dict[str, float]]:
-        """``{prompt: {answer: log-probability}}`` recorded at the score-mode decisions of this run's
-        games so far (this iteration's and the earlier ones'), by the policy whose
-        :meth:`~modules.Policy.fingerprint` is ``fingerprint``; other policies' games are left out.
-        DPO's reference for those answers when its reference is that policy
-        (``DPO.cache_reference``): a fixed base reference played iteration 0 with a fresh adapter,
-        so later iterations' states met then need no reference pass either."""
-        games = list(self._pair_episodes)
+        """``{prompt: {answer: log-probability}}`` recorded at the score-mode decisions of the games
+        behind this iteration's pairs and of every earlier iteration's games (iteration 0's may be a
+        given ``episodes_path``), by the policy whose :meth:`~modules.Policy.fingerprint` is
+        ``fingerprint``; other policies' games are left out. DPO's reference for those answers when
+        its reference is that policy (``DPO.cache_reference``): a fixed base reference played
+        iteration 0 with a fresh adapter, so later iterations' states met then need no reference
+        pass either. An earlier iteration's file is read once."""
         for earlier in range(self.iteration):
-            games += self._stored_episodes(earlier)
+            if earlier not in self._answer_tables:
+                self._answer_tables[earlier] = _answer_tables(self._stored_episodes(earlier))
         table: dict[str, dict[str, float]] = {}
-        for episode in games:
-            if episode.policy_fingerprint != fingerprint:
-                continue
-            for turn in episode.turns:
-                if turn.answer_logps:
-                    table.setdefault(turn.prompt, {}).update(turn.answer_logps)
+        for source in [_answer_tables(self._pair_episodes), *self._answer_tables.values()]:
+            for prompt, answers in source.get(fingerprint, {}).items():
+                table.setdefault(prompt, {}).update(answers)
         return table
+
+    def _reference_plays(self, policy) -> bool:
+        """Whether ``policy`` is, as it stands, DPO's reference: then its score-mode rollouts record
+        every answer's log-probability for the reference to read (a fresh adapter at iteration 0;
+        every iteration under ``IterativeRegeneration(update_reference)``, which moves the reference
+        before the games). Not for a reference-free module, which has no reference."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if getattr(module, "reference_free", False):
+            return False
+        if not (hasattr(policy, "fingerprint") and hasattr(policy, "reference_fingerprint")):
+            return False
+        return policy.fingerprint() == policy.reference_fingerprint()
 
     def _ensure_built(self) -> None:
         if self._built != self.iteration:

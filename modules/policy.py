@@ -842,18 +842,22 @@ class Policy(nn.Module):
 
     def fingerprint(self, adapter: str = "default") -> str:
         """A digest of what this policy's no-grad scores depend on when adapter ``adapter`` is active:
-        the model, its compute dtype, the adapter arithmetic and the adapter's weights. An adapter
-        whose every ``B`` is zero adds exactly nothing, so it reads as the bare base (``...|base``),
-        as a fresh adapter and the adapter-less reference do. Equal fingerprints score every answer
-        alike up to the last bits a batch's padding moves: DPO reads its reference log-probabilities
-        from a rollout's scores only when the rollout's fingerprint is its reference's
+        the model, how it is loaded (dtype, 4-bit), the chat it is prompted in (system message, chat
+        template, vocabulary), the adapter arithmetic and the adapter's weights. An adapter whose
+        zero-initialised factors (``lora_B``; ``lora_embedding_A`` on embeddings) are all still zero
+        adds exactly nothing, so it reads as the bare base (``...|base``), as a fresh adapter and the
+        adapter-less reference do. Equal fingerprints score every answer alike, up to the rounding a
+        batch's makeup moves (and, with ``lora_compute: float32`` on a bf16 base, the adapter's own
+        rounding: acting multiplies it in bf16): DPO reads its reference log-probabilities from a
+        rollout's scores only when the rollout's fingerprint is its reference's
         (:meth:`reference_fingerprint`). About 30 ms for a rank-16 adapter on every layer of
         SmolLM2-135M (20 MB of fp32 weights hashed)."""
         tag = f".{adapter}."
         weights = [(k, p) for k, p in self.model.named_parameters() if tag in k and "lora_" in k]
         if not weights:
             raise KeyError(f"no adapter {adapter!r}; have {sorted(self.model.peft_config)}")
-        if all(not bool(p.detach().any()) for k, p in weights if "lora_B" in k):
+        zero_init = [p for k, p in weights if "lora_B" in k or "lora_embedding_A" in k]
+        if zero_init and all(not bool(p.detach().any()) for p in zero_init):
             return self._fingerprint_of("base")
         digest = hashlib.blake2b(digest_size=16)
         for key, p in weights:
@@ -869,7 +873,18 @@ class Policy(nn.Module):
         return self._fingerprint_of("base")
 
     def _fingerprint_of(self, weights: str) -> str:
-        return f"{self.model_name or EMBEDDED_MODEL}|{self.compute_dtype}|{self.lora_compute}|{weights}"
+        tok = self.tokenizer
+        setup = [  # what the scores depend on besides the adapter (the system message may change)
+            self.model_name or EMBEDDED_MODEL,
+            str(self.model.get_input_embeddings().weight.dtype),
+            str(getattr(self.model.config, "quantization_config", None) is not None),
+            self.lora_compute,
+            self.system_message or "",
+            getattr(tok, "chat_template", None) or "",
+            str(len(tok)),
+        ]
+        digest = hashlib.blake2b("\0".join(setup).encode(), digest_size=8).hexdigest()
+        return f"{self.model_name or EMBEDDED_MODEL}|{self.compute_dtype}|{digest}|{weights}"
 
     def snapshot_reference(self) -> None:
         """Freeze a copy of the current adapter as the reference (iterative DPO); LoRA-sized, not a model copy."""

@@ -397,6 +397,9 @@ def test_the_reference_comes_from_the_rollouts_when_the_reference_played_them(ti
     later = {_ref_key(p): p.prompt in met for p in data.train_pairs if _ref_key(p) not in cached}
     assert passes[1] == sum(not known for known in later.values()) > 0
     assert any(later.values())  # some states of iteration 1 were met at iteration 0
+    # The trained policy that played iteration 1 is not the base reference: it recorded nothing.
+    second = read_jsonl(tmp_path / "run" / "iter_001" / "episodes.jsonl", Episode)
+    assert all(e.policy_fingerprint is None and all(t.answer_logps is None for t in e.turns) for e in second)
     cached, expected = seen[1]
     for key in (k for k, known in later.items() if known):
         assert_close(torch.tensor(cached[key]), torch.tensor(expected[key]), rtol=1e-4, atol=1e-4)

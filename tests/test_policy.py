@@ -116,6 +116,9 @@ def test_fingerprints_tell_apart_the_weights_that_score_differently(tiny_policy)
     with torch.no_grad():
         p[0, 0] += 1e-3
     assert tiny_policy.fingerprint() not in (base, moved) and tiny_policy.reference_fingerprint() == moved
+    # The same weights prompted in another chat score otherwise.
+    tiny_policy.system_prompt = "You play tic-tac-toe."
+    assert tiny_policy.reference_fingerprint() != moved
 
 
 def test_score_mode_scores_extra_answers_without_choosing_them(tiny_policy):

@@ -62,6 +62,19 @@ def test_episode_round_trip_and_append_only_writer(tmp_path):
     assert read_jsonl(path, Episode) == eps
 
 
+def test_an_episode_file_written_before_the_answer_tables_still_loads(tmp_path):
+    """Lines without ``answer_logps`` and ``policy_fingerprint`` (files of earlier versions) load,
+    with neither recorded."""
+    row = json.loads(to_json(_episode("a", [_turn(EMPTY, "5")], [1, -1])))
+    row.pop("policy_fingerprint")
+    row["turns"][0].pop("answer_logps")
+    path = tmp_path / "eps.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (episode,) = read_jsonl(path, Episode)
+    assert episode.policy_fingerprint is None and episode.turns[0].answer_logps is None
+    assert episode == _episode("a", [_turn(EMPTY, "5")], [1, -1])
+
+
 def test_torn_last_line_from_a_killed_run_is_dropped_and_appends_stay_clean(tmp_path):
     path = tmp_path / "episodes.jsonl"
     good = _episode("a", [_turn(EMPTY, "5")], [1, -1])

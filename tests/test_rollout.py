@@ -86,6 +86,15 @@ def test_answer_logps_record_every_answer_of_a_learner_decision_and_leave_the_ga
             assert len(taken) == len(turn.history) and set(turn.answer_logps) == set(turn.legal_actions) | set(taken)
             assert turn.answer_logps[turn.completion] == pytest.approx(turn.logp)
     assert read_jsonl(path, Episode) == played
+    # Seated players are not the engine's learner: their games record no tables.
+    from datamodules.players import AgentPlayer, PolicyPlayer
+
+    seated = [PolicyPlayer(tiny_policy), AgentPlayer("random")]
+    games = engine.play(
+        tiny_policy, seeds=[1, 2], progress=None, answer_logps=True, seats=lambda k: seated
+    ).episodes
+    assert all(e.policy_fingerprint is None for e in games)
+    assert all(t.answer_logps is None for e in games for t in e.turns)
 
 
 def test_games_against_several_opponents_share_waves_and_stay_the_games_played_alone(tiny_policy):
