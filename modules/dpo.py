@@ -208,11 +208,11 @@ class DPO(PolicyModule):
         each decision scored every legal and illegal answer in the pass that chose its move
         (``RolloutEngine.play(answer_logps=True)``), and the pre-pass has nothing left to run for
         their pairs. In fp32 the figures are the pre-pass's to 1e-4. In bf16 both carry the
-        rounding of bf16 logits, which moves with a batch's makeup: on the quickstart's first
-        iteration the rollout's figures differ from the pre-pass's by 0.12 on average (at most
-        0.56) in a log-probability, about as much as the pre-pass's differ from a training batch's
-        own no-grad pass (0.09; at most 0.56). Logs ``train/reference_from_rollouts``, the share
-        of the pairs they served."""
+        rounding of bf16 logits, which moves with a batch's makeup: on 48 games of the untrained
+        embedded model (a first iteration like the quickstart's) the rollout's figures differ from
+        the pre-pass's by 0.12 on average (at most 0.56) in a log-probability, about as much as the
+        pre-pass's differ from a training batch's own no-grad pass (0.09; at most 0.56). Logs
+        ``train/reference_from_rollouts``, the share of the pairs they served."""
         trainer = self._trainer
         read = getattr(getattr(trainer, "datamodule", None), "reference_answer_logps", None)
         if read is None or not pairs:
