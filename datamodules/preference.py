@@ -254,7 +254,6 @@ class PreferenceDataModule(L.LightningDataModule):
         self.iteration = 0
         self._built: int | None = None
         self.last_episodes: list[Episode] = []  # this iteration's games (for transcripts)
-        self._pair_episodes: list[Episode] = []  # the games the current pairs were built from
         self._answer_tables: dict[int, dict] = {}  # earlier iterations' recorded answer log-probs
         self.train_pairs: list[PreferencePair] = []
         self.eval_pairs: list[PreferencePair] = []
@@ -434,7 +433,7 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.iteration == 0 and self.pairs_path:
             self.train_pairs = read_jsonl(self.pairs_path, PreferencePair)
             self.eval_pairs = read_jsonl(self.eval_pairs_path, PreferencePair) if self.eval_pairs_path else []
-            self.rollout_metrics, self.last_episodes, self._pair_episodes = {}, [], []
+            self.rollout_metrics, self.last_episodes = {}, []
             if not self.train_pairs:
                 raise ConfigError(f"--data.pairs_path {self.pairs_path!r} holds no pairs")
             self._built = self.iteration
@@ -444,7 +443,6 @@ class PreferenceDataModule(L.LightningDataModule):
         self.last_episodes = episodes
         for earlier in range(max(self.sft_iterations, self.iteration - self.window + 1), self.iteration):
             episodes = self._stored_episodes(earlier) + episodes
-        self._pair_episodes = episodes
         pairs = build_pairs(episodes, self.strategy, **self._pair_options())
         if self.judge_model is not None:
             pairs = judge_pairs(pairs, self._load_judge(), self.margin, self.judge_band, self.judge_threshold)
@@ -480,9 +478,9 @@ class PreferenceDataModule(L.LightningDataModule):
         self._built = self.iteration
 
     def reference_answer_logps(self, fingerprint: str) -> dict[str, dict[str, float]]:
-        """``{prompt: {answer: log-probability}}`` recorded at the score-mode decisions of the games
-        behind this iteration's pairs and of every earlier iteration's games (iteration 0's may be a
-        given ``episodes_path``), by the policy whose :meth:`~modules.Policy.fingerprint` is
+        """``{prompt: {answer: log-probability}}`` recorded at the score-mode decisions of this
+        iteration's games and of every earlier iteration's (iteration 0's may be a given
+        ``episodes_path``; a ``window``'s earlier games are among them), by the policy whose :meth:`~modules.Policy.fingerprint` is
         ``fingerprint``; other policies' games are left out. DPO's reference for those answers when
         its reference is that policy (``DPO.cache_reference``): a fixed base reference played
         iteration 0 with a fresh adapter, so later iterations' states met then need no reference
@@ -491,7 +489,7 @@ class PreferenceDataModule(L.LightningDataModule):
             if earlier not in self._answer_tables:
                 self._answer_tables[earlier] = _answer_tables(self._stored_episodes(earlier))
         table: dict[str, dict[str, float]] = {}
-        for source in [_answer_tables(self._pair_episodes), *self._answer_tables.values()]:
+        for source in [_answer_tables(self.last_episodes), *self._answer_tables.values()]:
             for prompt, answers in source.get(fingerprint, {}).items():
                 table.setdefault(prompt, {}).update(answers)
         return table
