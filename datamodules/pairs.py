@@ -116,8 +116,14 @@ def oracle_pairs(
     seed: int = 0,
     illegal_score: float = -2.0,
     illegal_negatives: int = 0,
+    discount: float = 1.0,
 ) -> list[PreferencePair]:
     """Pairs ranked by an oracle's values of all legal moves at each visited state.
+
+    ``discount``: exact values discount each later decision (:func:`envs.oracles.action_values`):
+    with a ``margin`` below the gap it makes (``1 - discount**2``), a quicker win is preferred to a
+    slower one and a slower loss to a quicker one (a blocked threat in a lost position), states
+    where plain minimax ranks every move alike. MCTS values are not discounted.
 
     ``illegal_negatives``: also prefer the chosen move to up to this many moves the state does not
     allow (an occupied cell, a full column), written as the env would read them (a text the
@@ -131,7 +137,7 @@ def oracle_pairs(
         raise ValueError(f"margin must be > 0, got {margin}")
     rng = random.Random(seed)
     renderers: dict[str, object] = {}
-    values_of = _OracleValues(oracle, mcts_simulations, np.random.default_rng(seed))
+    values_of = _OracleValues(oracle, mcts_simulations, np.random.default_rng(seed), discount)
     pairs = []
     for _key, group in sorted(_groups(episodes).items()):
         ep, turn = group[0]
@@ -183,6 +189,18 @@ def illegal_texts(renderer, state, seat: int) -> list[str]:
     return out
 
 
+def check_oracle_discount(discount: float, strategy: str, oracle: str) -> None:
+    """``--data.oracle_discount``: in (0, 1], and below 1 only where the values are exact (MCTS
+    estimates are not discounted)."""
+    exact = strategy == "oracle" and oracle != "mcts"
+    if not 0 < discount <= 1 or (discount != 1 and not exact):
+        raise ConfigError(
+            f"--data.oracle_discount must be in (0, 1] and, below 1, needs the oracle's exact values "
+            f"(oracle auto or minimax; MCTS values are not discounted), got {discount} with strategy "
+            f"{strategy!r} and oracle {oracle!r}"
+        )
+
+
 class _OracleValues:
     """Values of every legal move for a seat: exact where the game allows, else MCTS (``auto``).
 
@@ -191,8 +209,10 @@ class _OracleValues:
     made which positions were solved exactly depend on what the process had cached, so a resumed run
     could value them differently.)"""
 
-    def __init__(self, oracle: str, simulations: int, rng: np.random.Generator) -> None:
-        self.oracle, self.simulations, self.rng = oracle, simulations, rng
+    def __init__(
+        self, oracle: str, simulations: int, rng: np.random.Generator, discount: float = 1.0
+    ) -> None:
+        self.oracle, self.simulations, self.rng, self.discount = oracle, simulations, rng, discount
         self.too_large: set[str] = set()  # games found too large (or imperfect) for exact search
         self.decided: set[str] = set()  # games whose initial position ``auto`` has tried
 
@@ -204,7 +224,7 @@ class _OracleValues:
         if start.is_chance_node() or start.is_terminal():
             return  # no decision at the start: each position is tried as it comes
         try:
-            action_values(start, start.current_player())
+            action_values(start, start.current_player(), discount=self.discount)
         except SearchTooLargeError:
             self.too_large.add(game)
 
@@ -215,7 +235,7 @@ class _OracleValues:
             self._decide(game)
         if self.oracle != "mcts" and game not in self.too_large:
             try:
-                return action_values(state, seat), "minimax"
+                return action_values(state, seat, discount=self.discount), "minimax"
             except SearchTooLargeError as err:
                 if self.oracle == "minimax":
                     raise ConfigError(

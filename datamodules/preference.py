@@ -25,7 +25,14 @@ from torch.utils.data import DataLoader
 
 from datamodules.batching import GroupBatchSampler
 from datamodules.distributed import barrier, gather_episodes, is_writer, rank_and_world
-from datamodules.pairs import ORACLES, STRATEGIES, build_pairs, judge_pairs, split_pairs
+from datamodules.pairs import (
+    ORACLES,
+    STRATEGIES,
+    build_pairs,
+    check_oracle_discount,
+    judge_pairs,
+    split_pairs,
+)
 from datamodules.records import (
     Episode,
     PreferencePair,
@@ -109,6 +116,10 @@ class PreferenceDataModule(L.LightningDataModule):
         oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact), ``mcts``, or ``auto``
             (exact where the game is small enough, MCTS otherwise).
         margin: Minimum score (or value) gap between chosen and rejected.
+        oracle_discount: ``oracle`` pairs: exact (minimax) values discount each later decision by
+            this factor, so that with a ``margin`` below ``1 - oracle_discount**2`` a quicker win is
+            preferred to a slower one and a slower loss to a quicker one (``datamodules.pairs``);
+            1: plain minimax, under which every move of a won (or lost) position is worth the same.
         max_pairs_per_state: Cap on pairs drawn from one state.
         illegal_negatives: ``oracle`` pairs: also prefer the chosen move to up to this many moves the
             state does not allow (an occupied cell), as the env would read them: score-mode rollouts
@@ -153,6 +164,7 @@ class PreferenceDataModule(L.LightningDataModule):
         strategy: str = "oracle",
         oracle: str = "auto",
         margin: float = 0.1,
+        oracle_discount: float = 1.0,
         max_pairs_per_state: int = 2,
         illegal_negatives: int = 0,
         samples_per_problem: int = 1,
@@ -194,6 +206,7 @@ class PreferenceDataModule(L.LightningDataModule):
                 raise ConfigError(f"--data.{name} must be >= 1, got {value}")
         if margin <= 0:
             raise ConfigError(f"--data.margin must be > 0, got {margin}")
+        check_oracle_discount(oracle_discount, "oracle" if sft_iterations else strategy, oracle)
         if min_validity_gap <= 0:
             raise ConfigError(f"--data.min_validity_gap must be > 0, got {min_validity_gap}")
         if judge_band < 0 or not 0.5 <= judge_threshold <= 1.0:
@@ -241,6 +254,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.temperature, self.window = temperature, window
         self.opponent_temperature = {k: float(v) for k, v in (opponent_temperature or {}).items()}
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
+        self.oracle_discount = oracle_discount
         self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
         self.samples_per_problem, self.illegal_negatives = samples_per_problem, illegal_negatives
         self.min_validity_gap, self.require_valid_winner = min_validity_gap, require_valid_winner
@@ -385,6 +399,7 @@ class PreferenceDataModule(L.LightningDataModule):
             training_seeds(self.seed, self.sft_examples, offset),
             system,
             self.oracle,
+            self.oracle_discount,
         )
         self.eval_sft = gold_examples(
             self.env,
@@ -392,6 +407,7 @@ class PreferenceDataModule(L.LightningDataModule):
             training_seeds(self.seed, count, offset + EVAL_SEED_OFFSET),
             system,
             self.oracle,
+            self.oracle_discount,
         )
         folder = self.iteration_dir()
         if is_writer():
@@ -413,6 +429,7 @@ class PreferenceDataModule(L.LightningDataModule):
         if self.strategy == "oracle":
             kwargs["oracle"] = self.oracle
             kwargs["illegal_negatives"] = self.illegal_negatives
+            kwargs["discount"] = self.oracle_discount
         return kwargs
 
     def _load_judge(self):

@@ -19,6 +19,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from datamodules.pairs import check_oracle_discount
 from datamodules.records import SFTExample, read_jsonl, write_jsonl_atomic
 from datamodules.rollout import make_env
 from modules.errors import ConfigError
@@ -33,10 +34,16 @@ def training_seeds(seed: int, count: int, offset: int = 0) -> list[int]:
 
 
 def gold_examples(
-    env_id: str, env_kwargs: dict | None, seeds: list[int], system: str | None = None, oracle: str = "auto"
+    env_id: str,
+    env_kwargs: dict | None,
+    seeds: list[int],
+    system: str | None = None,
+    oracle: str = "auto",
+    discount: float = 1.0,
 ) -> list[SFTExample]:
     """Gold examples of an env: a worked solution per seed (reasoning envs) or, for a game, the
-    oracle's best move at every decision of one random self-play game per seed."""
+    oracle's best move at every decision of one random self-play game per seed (``discount``:
+    exact values discounted per decision, so that the quickest win is the gold move)."""
     env = make_env(env_id, env_kwargs)
     try:
         base = env.unwrapped
@@ -50,17 +57,17 @@ def gold_examples(
             raise ConfigError(f"env {env_id!r} has no gold completions (no gold_solution, not a game)")
     finally:
         env.close()
-    return _game_gold(env_id, env_kwargs, seeds, system, oracle)
+    return _game_gold(env_id, env_kwargs, seeds, system, oracle, discount)
 
 
 def _game_gold(
-    env_id: str, env_kwargs: dict | None, seeds: list[int], system: str | None, oracle: str
+    env_id: str, env_kwargs: dict | None, seeds: list[int], system: str | None, oracle: str, discount: float
 ) -> list[SFTExample]:
     from datamodules.pairs import _OracleValues
     from envs import renderer_for
 
     env = make_env(env_id, {**(env_kwargs or {}), "opponent": "self"})
-    values_of = _OracleValues(oracle, 200, np.random.default_rng(0))
+    values_of = _OracleValues(oracle, 200, np.random.default_rng(0), discount)
     out: list[SFTExample] = []
     seen: set[str] = set()
     try:
@@ -104,6 +111,9 @@ class SFTDataModule(L.LightningDataModule):
         eval_examples: Held-out gold examples (from seeds disjoint from training's).
         eval_ratio: With ``data_path``: the share of prompts held out for validation.
         oracle: For games: ``auto``, ``minimax`` or ``mcts``.
+        oracle_discount: For games, with an exact oracle: discount each later decision (1: plain
+            minimax), so that the gold move of a won position is its quickest win and of a lost one
+            its slowest loss (``envs.oracles.action_values``).
         batch_size: Examples per training batch.
         seed: Seeds the examples and the shuffle.
         run_dir: Where ``sft_{train,eval}.jsonl`` go; defaults to the trainer's ``default_root_dir``.
@@ -118,6 +128,7 @@ class SFTDataModule(L.LightningDataModule):
         eval_examples: int = 32,
         eval_ratio: float = 0.1,
         oracle: str = "auto",
+        oracle_discount: float = 1.0,
         batch_size: int = 8,
         seed: int = 0,
         run_dir: str | None = None,
@@ -138,11 +149,13 @@ class SFTDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"--data.eval_examples must be >= 0 and eval_ratio in [0, 1), got {eval_examples}, {eval_ratio}"
             )
+        check_oracle_discount(oracle_discount, "oracle", oracle)
         if env is not None:
             make_env(env, env_kwargs).close()  # a bad id or option fails now, before the model loads
         self.data_path, self.env, self.env_kwargs = data_path, env, dict(env_kwargs or {})
         self.num_examples, self.eval_examples, self.eval_ratio = num_examples, eval_examples, eval_ratio
         self.oracle, self.batch_size, self.seed, self._run_dir = oracle, batch_size, seed, run_dir
+        self.oracle_discount = oracle_discount
         self.train_examples: list[SFTExample] = []
         self.eval_set: list[SFTExample] = []
 
@@ -167,8 +180,9 @@ class SFTDataModule(L.LightningDataModule):
         else:
             seeds = training_seeds(self.seed, self.num_examples)
             held = training_seeds(self.seed, self.eval_examples, EVAL_SEED_OFFSET)
-            self.train_examples = gold_examples(self.env, self.env_kwargs, seeds, system, self.oracle)
-            self.eval_set = gold_examples(self.env, self.env_kwargs, held, system, self.oracle)
+            gold = dict(system=system, oracle=self.oracle, discount=self.oracle_discount)
+            self.train_examples = gold_examples(self.env, self.env_kwargs, seeds, **gold)
+            self.eval_set = gold_examples(self.env, self.env_kwargs, held, **gold)
         if not self.train_examples:
             raise ConfigError("--data: no training examples (an empty file, or every prompt held out)")
         write_jsonl_atomic(self.run_dir / "sft_train.jsonl", self.train_examples)

@@ -61,8 +61,8 @@ class _Budget:
 # Exact minimax
 # --------------------------------------------------------------------------------------------------
 
-#: (game string, player to move, state string) -> value for player 0 under optimal play.
-_MINIMAX_CACHE: dict[tuple[str, int, str], float] = {}
+#: (game string, discount, player to move, state string) -> value for player 0 under optimal play.
+_MINIMAX_CACHE: dict[tuple[str, float, int, str], float] = {}
 
 
 def clear_minimax_cache() -> None:
@@ -90,12 +90,13 @@ def check_minimax_game(game: pyspiel.Game) -> None:
         )
 
 
-def _value0(state: pyspiel.State, game_key: str, budget: _Budget) -> float:
-    """Optimal-play value of ``state`` for player 0 (player 1 gets the negation)."""
+def _value0(state: pyspiel.State, game_key: str, budget: _Budget, discount: float = 1.0) -> float:
+    """Optimal-play value of ``state`` for player 0 (player 1 gets the negation); each decision
+    between ``state`` and the end multiplies the return by ``discount``."""
     if state.is_terminal():
         return float(state.returns()[0])
     player = state.current_player()
-    key = (game_key, player, str(state))
+    key = (game_key, discount, player, str(state))
     cached = _MINIMAX_CACHE.get(key)
     if cached is not None:
         return cached
@@ -106,19 +107,29 @@ def _value0(state: pyspiel.State, game_key: str, budget: _Budget) -> float:
             "search. Use mcts_action_values instead."
         )
     if state.is_chance_node():
-        value = sum(p * _value0(state.child(a), game_key, budget) for a, p in state.chance_outcomes())
+        outcomes = state.chance_outcomes()
+        value = sum(p * _value0(state.child(a), game_key, budget, discount) for a, p in outcomes)
     else:
-        child_values = [_value0(state.child(a), game_key, budget) for a in state.legal_actions()]
-        value = max(child_values) if player == 0 else min(child_values)
+        child_values = [_value0(state.child(a), game_key, budget, discount) for a in state.legal_actions()]
+        value = discount * (max(child_values) if player == 0 else min(child_values))
     _MINIMAX_CACHE[key] = value
     return value
 
 
-def action_values(state: pyspiel.State, player: int, max_nodes: int = DEFAULT_MAX_NODES) -> dict[int, float]:
+def action_values(
+    state: pyspiel.State, player: int, max_nodes: int = DEFAULT_MAX_NODES, discount: float = 1.0
+) -> dict[int, float]:
     """Exact minimax value, for ``player``, of each legal action at ``state``.
 
     Values are final game returns under optimal play by both sides after taking the action, in the
     game's utility units (tic-tac-toe: +1 win, 0 draw, -1 loss). Chance nodes are averaged.
+
+    ``discount`` below 1 multiplies the return by ``discount`` for every decision between the
+    action and the end of the game, and both sides play for their discounted value: of two winning
+    moves the quicker one is worth more (a win now is 1, a win at one's next turn ``discount**2``),
+    of two lost ones the slower (blocking a threat in a position lost anyway). Outcomes stay apart
+    as long as ``discount ** longest_game`` exceeds the gap a caller needs between them (tic-tac-toe,
+    0.95: every win is worth at least 0.66, every loss at most -0.66).
     Results are memoised in a module-level cache keyed by (game string, player to move, state
     string), so repeated calls on the same game are nearly free.
 
@@ -133,19 +144,25 @@ def action_values(state: pyspiel.State, player: int, max_nodes: int = DEFAULT_MA
     Raises:
         SearchTooLargeError: (a ``ValueError``) the game is not of the required kind, or the search
             exceeded ``max_nodes`` (the game is too large for exact search).
-        ValueError: ``state`` is not a decision state or ``player`` is not 0 or 1.
+        ValueError: ``state`` is not a decision state, ``player`` is not 0 or 1, or ``discount`` is
+            not in (0, 1].
     """
     game = state.get_game()
     check_minimax_game(game)
     if player not in (0, 1):
         raise ValueError(f"player must be 0 or 1, got {player!r}")
+    if not 0 < discount <= 1:
+        raise ValueError(f"discount must be in (0, 1], got {discount!r}")
     if state.is_terminal() or state.is_chance_node():
         raise ValueError("action_values needs a decision state (not terminal, not chance)")
     game_key = str(game)
     budget = _Budget(int(max_nodes))
     sign = 1.0 if player == 0 else -1.0
     try:
-        return {int(a): sign * _value0(state.child(a), game_key, budget) + 0.0 for a in state.legal_actions()}
+        return {
+            int(a): sign * _value0(state.child(a), game_key, budget, float(discount)) + 0.0
+            for a in state.legal_actions()
+        }
     except RecursionError as err:
         raise SearchTooLargeError(
             f"exact minimax on {game_key} recursed too deeply; use mcts_action_values instead"

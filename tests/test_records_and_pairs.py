@@ -15,7 +15,7 @@ from datamodules.records import (
     to_json,
     write_jsonl_atomic,
 )
-from modules.errors import DataFileError
+from modules.errors import ConfigError, DataFileError
 
 EMPTY = "Tic-tac-toe board, X to move"
 
@@ -214,6 +214,47 @@ def test_oracle_pairs_prefer_the_winning_move():
     assert {p.rejected: p.rejected_score for p in pairs} == {"6": 0.0, "7": -1.0, "8": -1.0, "9": -1.0}
     assert all(p.chosen_score == 1.0 for p in pairs)
     assert all(p.strategy == "oracle:minimax" for p in pairs)
+
+
+def _ttt_episode(history, played):
+    """One learner turn at the tic-tac-toe position after ``history`` (X to move), playing ``played``."""
+    import pyspiel
+
+    from envs import OpenSpielTextEnv
+
+    env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self")
+    state = pyspiel.load_game("tic_tac_toe").new_initial_state()
+    for a in history:
+        state.apply_action(a)
+    prompt = env.renderer.prompt(state, 0)
+    legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
+    return _episode(f"e{history}", [_turn(prompt, played, history=history, legal=legal)], [0, 0])
+
+
+def test_discounted_oracle_pairs_teach_the_quick_win_and_the_block_of_a_lost_position():
+    """Where plain minimax values every move alike (all win, or all lose) it makes no pair; with
+    ``discount`` and a margin under the gap it makes, the quick win and the slow loss are chosen."""
+    won = _ttt_episode([0, 1, 3, 2], "5")  # X: 1, 4; O: 2, 3. 7 wins at once; every move wins.
+    lost = _ttt_episode([0, 2, 1, 5], "5")  # X: 1, 2; O: 3, 6. O threatens 9 and forks after it.
+    kwargs = dict(oracle="minimax", max_pairs_per_state=10)
+    assert oracle_pairs([won, lost], margin=0.05, **kwargs) == []
+    pairs = oracle_pairs([won, lost], margin=0.05, discount=0.95, **kwargs)
+    by_state = {}
+    for p in pairs:
+        by_state.setdefault(p.chosen, set()).add(p.rejected)
+    assert by_state == {"7": {"5", "6", "8", "9"}, "9": {"4", "5", "7", "8"}}
+    # Between outcomes the gaps stay above the quickstart's plain margin: a discounted win is still
+    # preferred to a draw, as at discount 1.
+    ep = _x_to_win_episode()
+    plain = oracle_pairs([ep], margin=0.5, **kwargs)
+    assert {(p.chosen, p.rejected) for p in oracle_pairs([ep], margin=0.5, discount=0.95, **kwargs)} == {
+        (p.chosen, p.rejected) for p in plain
+    }
+    from datamodules.preference import PreferenceDataModule
+
+    for bad in ({"oracle_discount": 0.0}, {"oracle_discount": 0.9, "oracle": "mcts"}):
+        with pytest.raises(ConfigError, match="--data.oracle_discount must be in"):
+            PreferenceDataModule(env="lightspiel/TicTacToe-v0", strategy="oracle", **bad)
 
 
 def test_illegal_negatives_are_taken_cells_the_env_judges_illegal():

@@ -313,3 +313,31 @@ def test_verdict_metrics_count_accuracy_and_valid_steps_by_hand():
     m = verdict_metrics(proofs)
     assert (m["valid_step_rate"], m["all_valid_rate"]) == (4 / 5, 1 / 3)
     assert verdict_metrics([]) == {}
+
+
+def test_game_gold_moves_with_a_discount_take_the_win_on_the_board():
+    """Plain minimax rates every winning move alike, and the gold move is the lowest-numbered one:
+    often a slower win. With ``discount`` the gold move of a position with a line to complete
+    completes it."""
+    from datamodules.sft import gold_examples
+
+    lines = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6)]
+
+    def winning_cells(prompt: str) -> set[str]:
+        me = prompt.split("You are ")[1][0]
+        cells = [c.strip() for row in prompt.splitlines() if row.count("|") == 2 for c in row.split("|")]
+        return {
+            cells[i]
+            for line in lines
+            if [cells[j] for j in line].count(me) == 2
+            for i in line
+            if cells[i] not in ("X", "O")
+        }
+
+    taken = {}
+    for discount in (1.0, 0.95):
+        gold = gold_examples("lightspiel/TicTacToe-v0", None, list(range(40)), None, "minimax", discount)
+        at_wins = [ex.completion in winning_cells(ex.prompt) for ex in gold if winning_cells(ex.prompt)]
+        taken[discount] = (sum(at_wins), len(at_wins))
+    assert taken[0.95][0] == taken[0.95][1] > 50
+    assert taken[1.0][0] < taken[1.0][1]

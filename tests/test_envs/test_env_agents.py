@@ -95,6 +95,29 @@ def test_action_values_known_position(make_ttt_state):
     assert o_values[2] == 0.0 and all(v == -1.0 for a, v in o_values.items() if a != 2)
 
 
+def test_discounted_action_values_prefer_quick_wins_and_slow_losses(make_ttt_state):
+    #  X | O | O    X to move wins whatever it plays (plain minimax: +1 everywhere), but only 7
+    #  X | 5 | 6    (1-4-7) wins at once; 5, 6 and 9 win at X's next turn, 8 one turn later.
+    #  7 | 8 | 9
+    won = make_ttt_state([0, 1, 3, 2])
+    assert set(action_values(won, 0).values()) == {1.0}
+    quick = action_values(won, 0, discount=0.95)
+    assert quick == pytest.approx({6: 1.0, 4: 0.95**2, 5: 0.95**2, 8: 0.95**2, 7: 0.95**4})
+    #  X | X | O    X to move has lost: O threatens 3-6-9, and after the block at 9 O forks at 5.
+    #  4 | 5 | O    Plain minimax: -1 everywhere. Discounted, blocking loses three decisions later,
+    #  7 | 8 | 9    every other move at O's next one.
+    lost = make_ttt_state([0, 2, 1, 5])
+    assert set(action_values(lost, 0).values()) == {-1.0}
+    slow = action_values(lost, 0, discount=0.95)
+    assert slow == pytest.approx({8: -(0.95**3), 3: -0.95, 4: -0.95, 6: -0.95, 7: -0.95})
+    # Each discount has its own memo entries, and the other seat's values are the negation.
+    assert set(action_values(lost, 0).values()) == {-1.0}
+    assert action_values(lost, 1, discount=0.95) == {a: -v for a, v in slow.items()}
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="discount must be in"):
+            action_values(lost, 0, discount=bad)
+
+
 def test_action_values_are_memoised(ttt_game):
     """A full solve fills the cache, so asking again needs no new node at all (max_nodes=0); after
     clear_minimax_cache the same call runs out of budget. (Timings: bench/bench_oracles.py.)"""
