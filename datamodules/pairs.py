@@ -121,9 +121,10 @@ def oracle_pairs(
     """Pairs ranked by an oracle's values of all legal moves at each visited state.
 
     ``discount``: exact values discount each later decision (:func:`envs.oracles.action_values`):
-    with a ``margin`` below the gap it makes (``1 - discount**2``), a quicker win is preferred to a
-    slower one and a slower loss to a quicker one (a blocked threat in a lost position), states
-    where plain minimax ranks every move alike. MCTS values are not discounted.
+    with a ``margin`` below the gaps it makes (``1 - discount**2`` between a win now and one at the
+    next turn, less between later ones), a quicker win is preferred to a slower one and a slower
+    loss to a quicker one (a blocked threat in a lost position), at states where plain minimax rates
+    every move alike. MCTS values are not discounted.
 
     ``illegal_negatives``: also prefer the chosen move to up to this many moves the state does not
     allow (an occupied cell, a full column), written as the env would read them (a text the
@@ -192,12 +193,13 @@ def illegal_texts(renderer, state, seat: int) -> list[str]:
 def check_oracle_discount(discount: float, strategy: str, oracle: str) -> None:
     """``--data.oracle_discount``: in (0, 1], and below 1 only where the values are exact (MCTS
     estimates are not discounted)."""
-    exact = strategy == "oracle" and oracle != "mcts"
-    if not 0 < discount <= 1 or (discount != 1 and not exact):
+    if not 0 < discount <= 1:
+        raise ConfigError(f"--data.oracle_discount must be in (0, 1] (1: plain minimax), got {discount}")
+    if discount != 1 and (strategy != "oracle" or oracle == "mcts"):
         raise ConfigError(
-            f"--data.oracle_discount must be in (0, 1] and, below 1, needs the oracle's exact values "
-            f"(oracle auto or minimax; MCTS values are not discounted), got {discount} with strategy "
-            f"{strategy!r} and oracle {oracle!r}"
+            f"--data.oracle_discount {discount} discounts the oracle's exact values: it needs strategy: oracle "
+            f"(or the SFT stage's gold moves) with oracle auto or minimax (MCTS values are not discounted), "
+            f"got strategy {strategy!r} and oracle {oracle!r}"
         )
 
 

@@ -116,10 +116,11 @@ class PreferenceDataModule(L.LightningDataModule):
         oracle: The oracle for ``strategy: oracle``: ``minimax`` (exact), ``mcts``, or ``auto``
             (exact where the game is small enough, MCTS otherwise).
         margin: Minimum score (or value) gap between chosen and rejected.
-        oracle_discount: ``oracle`` pairs: exact (minimax) values discount each later decision by
-            this factor, so that with a ``margin`` below ``1 - oracle_discount**2`` a quicker win is
-            preferred to a slower one and a slower loss to a quicker one (``datamodules.pairs``);
-            1: plain minimax, under which every move of a won (or lost) position is worth the same.
+        oracle_discount: ``oracle`` pairs and the SFT stage's gold moves: exact (minimax) values
+            discount each later decision by this factor, so that with a ``margin`` below
+            ``1 - oracle_discount**2`` a quicker win is preferred to a slower one and a slower loss
+            to a quicker one (``datamodules.pairs``); 1: plain minimax, under which every move of a
+            won (or lost) position is worth the same.
         max_pairs_per_state: Cap on pairs drawn from one state.
         illegal_negatives: ``oracle`` pairs: also prefer the chosen move to up to this many moves the
             state does not allow (an occupied cell), as the env would read them: score-mode rollouts

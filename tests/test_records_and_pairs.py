@@ -252,9 +252,11 @@ def test_discounted_oracle_pairs_teach_the_quick_win_and_the_block_of_a_lost_pos
     }
     from datamodules.preference import PreferenceDataModule
 
-    for bad in ({"oracle_discount": 0.0}, {"oracle_discount": 0.9, "oracle": "mcts"}):
-        with pytest.raises(ConfigError, match="--data.oracle_discount must be in"):
-            PreferenceDataModule(env="lightspiel/TicTacToe-v0", strategy="oracle", **bad)
+    with pytest.raises(ConfigError, match=r"--data.oracle_discount must be in \(0, 1\]"):
+        PreferenceDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.0)
+    for bad in ({"oracle": "mcts"}, {"strategy": "margin"}):
+        with pytest.raises(ConfigError, match="oracle_discount 0.9 discounts the oracle.s exact values"):
+            PreferenceDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.9, **bad)
 
 
 def test_illegal_negatives_are_taken_cells_the_env_judges_illegal():
