@@ -188,20 +188,24 @@ def test_oracle_pairs_reject_illegal_answers_and_need_a_positive_margin():
         oracle_pairs([_episode("e", [bad], [-1, 1])], margin=0.0)
 
 
-def _x_to_win_episode():
-    """X: cells 1,2; O: cells 4,5 (history X1, O4, X2, O5); X to move, and played 7."""
+def _ttt_episode(history, played, eid="e", returns=(0, 0)):
+    """One learner turn at the tic-tac-toe position after ``history`` (X to move), playing ``played``."""
     import pyspiel
 
     from envs import OpenSpielTextEnv
 
-    history = [0, 3, 1, 4]
     env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self")
     state = pyspiel.load_game("tic_tac_toe").new_initial_state()
     for a in history:
         state.apply_action(a)
     prompt = env.renderer.prompt(state, 0)
     legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
-    return _episode("e", [_turn(prompt, "7", history=history, legal=legal)], [-1, 1])
+    return _episode(eid, [_turn(prompt, played, history=history, legal=legal)], list(returns))
+
+
+def _x_to_win_episode():
+    """X: cells 1,2; O: cells 4,5 (history X1, O4, X2, O5); X to move, and played 7."""
+    return _ttt_episode([0, 3, 1, 4], "7", returns=(-1, 1))
 
 
 def test_oracle_pairs_prefer_the_winning_move():
@@ -216,26 +220,11 @@ def test_oracle_pairs_prefer_the_winning_move():
     assert all(p.strategy == "oracle:minimax" for p in pairs)
 
 
-def _ttt_episode(history, played):
-    """One learner turn at the tic-tac-toe position after ``history`` (X to move), playing ``played``."""
-    import pyspiel
-
-    from envs import OpenSpielTextEnv
-
-    env = OpenSpielTextEnv(game="tic_tac_toe", opponent="self")
-    state = pyspiel.load_game("tic_tac_toe").new_initial_state()
-    for a in history:
-        state.apply_action(a)
-    prompt = env.renderer.prompt(state, 0)
-    legal = [env.renderer.action_text(state, 0, a) for a in state.legal_actions()]
-    return _episode(f"e{history}", [_turn(prompt, played, history=history, legal=legal)], [0, 0])
-
-
 def test_discounted_oracle_pairs_teach_the_quick_win_and_the_block_of_a_lost_position():
     """Where plain minimax values every move alike (all win, or all lose) it makes no pair; with
     ``discount`` and a margin under the gap it makes, the quick win and the slow loss are chosen."""
-    won = _ttt_episode([0, 1, 3, 2], "5")  # X: 1, 4; O: 2, 3. 7 wins at once; every move wins.
-    lost = _ttt_episode([0, 2, 1, 5], "5")  # X: 1, 2; O: 3, 6. O threatens 9 and forks after it.
+    won = _ttt_episode([0, 1, 3, 2], "5", "won")  # X: 1, 4; O: 2, 3. 7 wins at once; every move wins.
+    lost = _ttt_episode([0, 2, 1, 5], "5", "lost")  # X: 1, 2; O: 3, 6. O threatens 9 and forks after it.
     kwargs = dict(oracle="minimax", max_pairs_per_state=10)
     assert oracle_pairs([won, lost], margin=0.05, **kwargs) == []
     pairs = oracle_pairs([won, lost], margin=0.05, discount=0.95, **kwargs)
