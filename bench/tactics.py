@@ -7,11 +7,12 @@ Every tic-tac-toe position is reached from the empty board (both seats to move).
 is one where the player to move can complete a line at once; a "block" position one where it cannot
 but the opponent could (a threat to block). ``--positions`` of each are drawn at random (``--seed``),
 rendered as the env renders them, and the run's score-mode policy (greedy) picks a move: the share
-that completes a line, or takes a threatened cell, is the measure. These two skills decide most games
-against a random opponent, and a position counts whether or not training met it, so the measure
-shows what generalised; each share carries its 95% Wilson interval, and ``chance`` is what a
+that completes a line, or takes a threatened cell, is the measure. These two skills decide most
+games against a random opponent. The positions mix ones training met and ones it did not (a
+three-iteration run's pairs hold about 450 of the game's 4,520 positions), so the measure shows
+mostly what generalised. Each share carries its 95% Wilson interval, and ``chance`` is what a
 uniformly random legal move would score at the same positions. The untrained policy is the same
-network with its adapter switched off.
+network with its adapter switched off. For a run on the tic-tac-toe env with its default renderer.
 
 Prints one JSON object (and writes it to ``--out``).
 """
@@ -81,9 +82,9 @@ def measure(policy, sample: dict[str, list]) -> dict:
     for kind, items in sample.items():
         observations, good = [], []
         for state, cells in items:
-            prompt, _, texts = observe(state, state.current_player(), renderer)
+            prompt, ids, texts = observe(state, state.current_player(), renderer)
             observations.append({"prompt": prompt, "legal_actions": list(texts)})
-            good.append({renderer.action_text(state, state.current_player(), a) for a in cells})
+            good.append({text for action, text in zip(ids, texts) if action in cells})
         actions = policy.act(observations, mode="score", greedy=True)
         hits = sum(action.text in g for action, g in zip(actions, good))
         low, high = wilson_interval(hits, len(items))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -122,9 +123,11 @@ def oracle_pairs(
 
     ``discount``: exact values discount each later decision (:func:`envs.oracles.action_values`):
     with a ``margin`` below the gaps it makes (``1 - discount**2`` between a win now and one at the
-    next turn, less between later ones), a quicker win is preferred to a slower one and a slower
+    next turn, less between later ones: about 0.07 at the smallest in tic-tac-toe at 0.95, so a
+    margin of 0.1 ranks only the first win), a quicker win is preferred to a slower one and a slower
     loss to a quicker one (a blocked threat in a lost position), at states where plain minimax rates
-    every move alike. MCTS values are not discounted.
+    every move alike. MCTS values are not discounted. A judge (:func:`judge_pairs`) sees every such
+    pair as ambiguous (its gap is within ``band`` of ``margin``), and may flip or drop it.
 
     ``illegal_negatives``: also prefer the chosen move to up to this many moves the state does not
     allow (an occupied cell, a full column), written as the env would read them (a text the
@@ -190,16 +193,23 @@ def illegal_texts(renderer, state, seat: int) -> list[str]:
     return out
 
 
-def check_oracle_discount(discount: float, strategy: str, oracle: str) -> None:
-    """``--data.oracle_discount``: in (0, 1], and below 1 only where the values are exact (MCTS
-    estimates are not discounted)."""
+def check_oracle_discount(discount: float, oracle: str, unused_by: str | None = None) -> None:
+    """``--data.oracle_discount``: in (0, 1], and below 1 only where the oracle's exact values are
+    used (``unused_by`` names the setting that makes them unused, if one does; MCTS estimates are not
+    discounted)."""
     if not 0 < discount <= 1:
         raise ConfigError(f"--data.oracle_discount must be in (0, 1] (1: plain minimax), got {discount}")
-    if discount != 1 and (strategy != "oracle" or oracle == "mcts"):
+    if discount == 1:
+        return
+    if unused_by is not None:
         raise ConfigError(
-            f"--data.oracle_discount {discount} discounts the oracle's exact values: it needs strategy: oracle "
-            f"(or the SFT stage's gold moves) with oracle auto or minimax (MCTS values are not discounted), "
-            f"got strategy {strategy!r} and oracle {oracle!r}"
+            f"--data.oracle_discount {discount} discounts the oracle's values, which {unused_by} does not "
+            "use; leave it at 1"
+        )
+    if oracle == "mcts":
+        raise ConfigError(
+            f"--data.oracle_discount {discount} discounts exact minimax values; --data.oracle mcts gives "
+            "estimates it does not discount: use oracle auto or minimax"
         )
 
 
@@ -228,7 +238,16 @@ class _OracleValues:
         try:
             action_values(start, start.current_player(), discount=self.discount)
         except SearchTooLargeError:
-            self.too_large.add(game)
+            self._too_large(game)
+
+    def _too_large(self, game: str) -> None:
+        self.too_large.add(game)
+        if self.discount != 1:
+            warnings.warn(
+                f"oracle_discount {self.discount}: {game} is too large for exact search; its MCTS values "
+                "are not discounted",
+                stacklevel=3,
+            )
 
     def __call__(self, game: str, state, seat: int) -> tuple[dict[int, float], str]:
         from envs import SearchTooLargeError, action_values, mcts_action_values
@@ -243,7 +262,7 @@ class _OracleValues:
                     raise ConfigError(
                         f"--data.oracle minimax cannot solve {game!r} ({err}); use auto or mcts"
                     ) from err
-                self.too_large.add(game)
+                self._too_large(game)
         return mcts_action_values(state, seat, self.simulations, self.rng), "mcts"
 
 

@@ -117,10 +117,12 @@ class PreferenceDataModule(L.LightningDataModule):
             (exact where the game is small enough, MCTS otherwise).
         margin: Minimum score (or value) gap between chosen and rejected.
         oracle_discount: ``oracle`` pairs and the SFT stage's gold moves: exact (minimax) values
-            discount each later decision by this factor, so that with a ``margin`` below
-            ``1 - oracle_discount**2`` a quicker win is preferred to a slower one and a slower loss
-            to a quicker one (``datamodules.pairs``); 1: plain minimax, under which every move of a
-            won (or lost) position is worth the same.
+            discount each later decision by this factor, so that with a ``margin`` below the gaps it
+            makes (``1 - oracle_discount**2`` at most; about 0.07 at the smallest in tic-tac-toe at
+            0.95, hence ``margin: 0.05``) a quicker win is preferred to a slower one and a slower
+            loss to a quicker one (``datamodules.pairs``); 1: plain minimax, under which every move
+            of a won (or lost) position is worth the same. Games too large for exact search (MCTS
+            values, under ``oracle: auto``) are not discounted; a warning says so once per game.
         max_pairs_per_state: Cap on pairs drawn from one state.
         illegal_negatives: ``oracle`` pairs: also prefer the chosen move to up to this many moves the
             state does not allow (an occupied cell), as the env would read them: score-mode rollouts
@@ -207,7 +209,8 @@ class PreferenceDataModule(L.LightningDataModule):
                 raise ConfigError(f"--data.{name} must be >= 1, got {value}")
         if margin <= 0:
             raise ConfigError(f"--data.margin must be > 0, got {margin}")
-        check_oracle_discount(oracle_discount, "oracle" if sft_iterations else strategy, oracle)
+        uses_oracle = strategy == "oracle" or sft_iterations > 0
+        check_oracle_discount(oracle_discount, oracle, None if uses_oracle else f"strategy {strategy!r}")
         if min_validity_gap <= 0:
             raise ConfigError(f"--data.min_validity_gap must be > 0, got {min_validity_gap}")
         if judge_band < 0 or not 0.5 <= judge_threshold <= 1.0:

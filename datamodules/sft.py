@@ -149,9 +149,15 @@ class SFTDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"--data.eval_examples must be >= 0 and eval_ratio in [0, 1), got {eval_examples}, {eval_ratio}"
             )
-        check_oracle_discount(oracle_discount, "oracle", oracle)
+        worked = False  # an env whose gold completions are worked solutions, not the oracle's moves
         if env is not None:
-            make_env(env, env_kwargs).close()  # a bad id or option fails now, before the model loads
+            probe = make_env(env, env_kwargs)  # a bad id or option fails now, before the model loads
+            worked = hasattr(probe.unwrapped, "gold_solution")
+            probe.close()
+        unused_by = "--data.data_path" if data_path is not None else None
+        if worked:
+            unused_by = f"--data.env {env!r} (its gold completions are worked solutions)"
+        check_oracle_discount(oracle_discount, oracle, unused_by)
         self.data_path, self.env, self.env_kwargs = data_path, env, dict(env_kwargs or {})
         self.num_examples, self.eval_examples, self.eval_ratio = num_examples, eval_examples, eval_ratio
         self.oracle, self.batch_size, self.seed, self._run_dir = oracle, batch_size, seed, run_dir

@@ -243,9 +243,15 @@ def test_discounted_oracle_pairs_teach_the_quick_win_and_the_block_of_a_lost_pos
 
     with pytest.raises(ConfigError, match=r"--data.oracle_discount must be in \(0, 1\]"):
         PreferenceDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.0)
-    for bad in ({"oracle": "mcts"}, {"strategy": "margin"}):
-        with pytest.raises(ConfigError, match="oracle_discount 0.9 discounts the oracle.s exact values"):
-            PreferenceDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.9, **bad)
+    with pytest.raises(ConfigError, match="--data.oracle mcts gives estimates it does not discount"):
+        PreferenceDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.9, oracle="mcts")
+    with pytest.raises(ConfigError, match="values, which strategy 'margin' does not use"):
+        PreferenceDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.9, strategy="margin")
+    # With an SFT stage the discount applies to its gold moves, whatever the pair strategy.
+    staged = PreferenceDataModule(
+        env="lightspiel/TicTacToe-v0", strategy="margin", sft_iterations=1, oracle_discount=0.9
+    )
+    assert staged.oracle_discount == 0.9
 
 
 def test_illegal_negatives_are_taken_cells_the_env_judges_illegal():

@@ -13,7 +13,7 @@ from cli import cli_main
 from datamodules.pairs import build_pairs
 from datamodules.records import Episode, SFTExample, Turn, read_jsonl, to_json
 from datamodules.rollout import RolloutEngine
-from modules.errors import DataFileError
+from modules.errors import ConfigError, DataFileError
 from modules.losses import sft_loss
 
 
@@ -341,3 +341,17 @@ def test_game_gold_moves_with_a_discount_take_the_win_on_the_board():
         taken[discount] = (sum(at_wins), len(at_wins))
     assert taken[0.95][0] == taken[0.95][1] > 50
     assert taken[1.0][0] < taken[1.0][1]
+
+
+def test_sft_refuses_a_discount_it_would_not_use(tmp_path):
+    from datamodules.sft import SFTDataModule
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text(json.dumps({"prompt": "2+2?", "completion": "4"}) + "\n")
+    with pytest.raises(ConfigError, match="which --data.data_path does not use"):
+        SFTDataModule(data_path=str(data), oracle_discount=0.9)
+    with pytest.raises(ConfigError, match="its gold completions are worked solutions"):
+        SFTDataModule(env="lightspiel/Math-v0", oracle_discount=0.9)
+    with pytest.raises(ConfigError, match="--data.oracle mcts gives estimates"):
+        SFTDataModule(env="lightspiel/TicTacToe-v0", oracle="mcts", oracle_discount=0.9)
+    assert SFTDataModule(env="lightspiel/TicTacToe-v0", oracle_discount=0.9).oracle_discount == 0.9

@@ -113,6 +113,13 @@ def test_discounted_action_values_prefer_quick_wins_and_slow_losses(make_ttt_sta
     # Each discount has its own memo entries, and the other seat's values are the negation.
     assert set(action_values(lost, 0).values()) == {-1.0}
     assert action_values(lost, 1, discount=0.95) == {a: -v for a, v in slow.items()}
+    #  X | O | X    O to move: 8 (2-5-8) wins at once; 4 blocks 1-4-7 and wins at O's next turn;
+    #  4 | O | 6    6 and 9 let X complete 1-4-7.
+    #  X | 8 | 9
+    o_to_move = make_ttt_state([0, 1, 2, 4, 6])
+    assert action_values(o_to_move, 1, discount=0.95) == pytest.approx(
+        {7: 1.0, 3: 0.95**2, 5: -0.95, 8: -0.95}
+    )
     for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="discount must be in"):
             action_values(lost, 0, discount=bad)
