@@ -90,7 +90,7 @@ def check_minimax_game(game: pyspiel.Game) -> None:
         )
 
 
-def _value0(state: pyspiel.State, game_key: str, budget: _Budget, discount: float = 1.0) -> float:
+def _value0(state: pyspiel.State, game_key: str, budget: _Budget, discount: float) -> float:
     """Optimal-play value of ``state`` for player 0 (player 1 gets the negation); each decision
     between ``state`` and the end multiplies the return by ``discount``."""
     if state.is_terminal():
