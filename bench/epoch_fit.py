@@ -101,6 +101,10 @@ def main() -> None:
     parser.add_argument("--lora-compute", default="base", choices=["base", "float32"])
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--rpo-alpha", type=float, default=0.5)
+    parser.add_argument("--loss-type", default="sigmoid", help="sigmoid (DPO), ipo or hinge")
+    parser.add_argument(
+        "--reference-free", action="store_true", help="no reference: pairs ranked by the policy alone (CPO)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument(
@@ -132,7 +136,14 @@ def main() -> None:
     )
     policy.eval()
     before = {"trained": choices(policy, trained), "heldout": choices(policy, heldout)}
-    module = DPO(policy, beta=args.beta, rpo_alpha=args.rpo_alpha, lr=args.lr)
+    module = DPO(
+        policy,
+        beta=args.beta,
+        loss_type=args.loss_type,
+        rpo_alpha=args.rpo_alpha,
+        lr=args.lr,
+        reference_free=args.reference_free,
+    )
     data = PreferenceDataModule(
         pairs_path=str(train_file), batch_size=args.batch_size, run_dir=str(run), seed=args.seed
     )

@@ -118,6 +118,7 @@ def test_iterative_dpo_moves_the_reference_and_keeps_it_across_resume(tmp_path, 
         c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("IterativeRegeneration")
     ]
     regen["init_args"]["update_reference"] = True
+    config["model"]["init_args"]["reference_free"] = False  # a moving reference needs a reference
     cfg.write_text(yaml.safe_dump(config))
     common = ["fit", "--config", str(cfg), "--trainer.limit_train_batches=1"]
     for epochs in (1, 2):
