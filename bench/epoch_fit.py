@@ -5,7 +5,8 @@ states it never saw.
         --heldout runs/other/iter_002/pairs_train.jsonl
 
 Trains a fresh adapter on the embedded model (or ``--model``) with the DPO module on the ``--train``
-pairs for ``--epochs`` epochs (no tournament, no rollouts), then asks the score-mode policy, at
+pairs for ``--epochs`` epochs (no tournament, no rollouts; the defaults are DPO at beta 0.1, and
+``--reference-free --beta 1.0`` is the shipped quickstart's loss), then asks the score-mode policy, at
 every state of the pairs, which legal move it ranks first: the pair's chosen move (the oracle's
 best), a move some pair rejects (known worse), or another. Held-out states are those of the
 ``--heldout`` pairs that are not among the training states. The same measure before training is
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 from datamodules import PreferenceDataModule  # noqa: E402
 from modules import DPO, Policy  # noqa: E402
 from modules.errors import ConfigError  # noqa: E402
+from modules.losses import DPO_LOSS_TYPES  # noqa: E402
 
 _LEGAL = re.compile(r"Legal moves: ([^\n]*)")
 
@@ -101,7 +103,7 @@ def main() -> None:
     parser.add_argument("--lora-compute", default="base", choices=["base", "float32"])
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--rpo-alpha", type=float, default=0.5)
-    parser.add_argument("--loss-type", default="sigmoid", help="sigmoid (DPO), ipo or hinge")
+    parser.add_argument("--loss-type", default="sigmoid", choices=DPO_LOSS_TYPES, help="DPO's loss and its variants")
     parser.add_argument(
         "--reference-free", action="store_true", help="no reference: pairs ranked by the policy alone (CPO)"
     )

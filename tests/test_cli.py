@@ -204,9 +204,12 @@ def _loss_series(run: Path) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in _scalars(run)["train/loss"]]
 
 
-def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config):
+@pytest.mark.parametrize("reference_free", [True, False], ids=["no-reference", "dpo-reference"])
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config, reference_free):
     """4 epochs straight == 2 epochs, then ``--ckpt_path last`` to 4: the same games, the same number
-    of optimizer steps, the same logged losses and bitwise the same final adapter weights.
+    of optimizer steps, the same logged losses and bitwise the same final adapter weights; with the
+    quickstart's loss (no reference) and with DPO's reference, whose cached log-probabilities ride in
+    the checkpoint (later iterations' reference passes).
 
     ``trainer.deterministic`` makes torch pick its deterministic CPU kernels: without it, two threads
     give results that differ in the last bits from run to run (even two identical runs in one process
@@ -226,6 +229,7 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config):
                     "--trainer.log_every_n_steps=1",
                     "--trainer.deterministic=true",
                     "--model.init_args.policy.lora_dropout=0.1",  # training draws random masks
+                    f"--model.init_args.reference_free={str(reference_free).lower()}",
                     *resume,
                 ]
             )
