@@ -208,8 +208,8 @@ def _loss_series(run: Path) -> list[tuple[int, float]]:
 def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config, reference_free):
     """4 epochs straight == 2 epochs, then ``--ckpt_path last`` to 4: the same games, the same number
     of optimizer steps, the same logged losses and bitwise the same final adapter weights; with the
-    quickstart's loss (no reference) and with DPO's reference, whose cached log-probabilities ride in
-    the checkpoint (later iterations' reference passes).
+    quickstart's loss (no reference) and with DPO's reference (its passes over later iterations'
+    states, and the cache of their log-probabilities that the checkpoint carries, take part).
 
     ``trainer.deterministic`` makes torch pick its deterministic CPU kernels: without it, two threads
     give results that differ in the last bits from run to run (even two identical runs in one process
