@@ -118,6 +118,7 @@ def oracle_pairs(
     illegal_score: float = -2.0,
     illegal_negatives: int = 0,
     discount: float = 1.0,
+    ranked_only: bool = False,
 ) -> list[PreferencePair]:
     """Pairs ranked by an oracle's values of all legal moves at each visited state.
 
@@ -132,7 +133,12 @@ def oracle_pairs(
     ``illegal_negatives``: also prefer the chosen move to up to this many moves the state does not
     allow (an occupied cell, a full column), written as the env would read them (a text the
     renderer parses back to that illegal action). Score-mode rollouts never see an illegal answer,
-    so without these DPO on canonical moves leaves free-text answers free to name taken cells."""
+    so without these DPO on canonical moves leaves free-text answers free to name taken cells.
+
+    ``ranked_only``: skip the states where no legal move is worse than the best by ``margin`` (every
+    move draws, or every move loses, under exact values): their only pairs are illegal answers,
+    which score mode never plays, with one of several equal moves as the chosen one. About a quarter
+    of a tic-tac-toe iteration's states, each a training pass."""
     from envs import renderer_for, state_from_history
 
     if oracle not in ORACLES:
@@ -158,6 +164,8 @@ def oracle_pairs(
         winners = sorted(a for a, v in by_text.items() if v == best)
         chosen = rng.choice(winners)
         losers = sorted(a for a, v in by_text.items() if v <= best - margin)
+        if ranked_only and not losers:
+            continue
         rng.shuffle(losers)
         for rejected in losers[:max_pairs_per_state]:
             pairs.append(_pair(group, chosen, rejected, best, by_text[rejected], f"oracle:{used}"))

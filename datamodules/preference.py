@@ -123,6 +123,9 @@ class PreferenceDataModule(L.LightningDataModule):
             loss to a quicker one (``datamodules.pairs``); 1: plain minimax, under which every move
             of a won (or lost) position is worth the same. Games too large for exact search (MCTS
             values, under ``oracle: auto``) are not discounted; a warning says so once per game.
+        ranked_only: ``oracle`` pairs only at states where some legal move is worse than the best
+            by ``margin``; the others (every legal move equally good) carry only illegal-answer
+            pairs and cost a training pass each (``datamodules.pairs.oracle_pairs``).
         max_pairs_per_state: Cap on pairs drawn from one state.
         illegal_negatives: ``oracle`` pairs: also prefer the chosen move to up to this many moves the
             state does not allow (an occupied cell), as the env would read them: score-mode rollouts
@@ -168,6 +171,7 @@ class PreferenceDataModule(L.LightningDataModule):
         oracle: str = "auto",
         margin: float = 0.1,
         oracle_discount: float = 1.0,
+        ranked_only: bool = False,
         max_pairs_per_state: int = 2,
         illegal_negatives: int = 0,
         samples_per_problem: int = 1,
@@ -192,6 +196,8 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ConfigError(f"--data.temperature must be > 0, got {temperature}")
         if window < 1:
             raise ConfigError(f"--data.window must be >= 1, got {window}")
+        if ranked_only and strategy != "oracle":
+            raise ConfigError(f"--data.ranked_only needs strategy: oracle, got strategy {strategy!r}")
         if illegal_negatives < 0 or (illegal_negatives and strategy != "oracle"):
             raise ConfigError(
                 f"--data.illegal_negatives must be >= 0 and needs strategy: oracle, got {illegal_negatives} "
@@ -258,7 +264,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.temperature, self.window = temperature, window
         self.opponent_temperature = {k: float(v) for k, v in (opponent_temperature or {}).items()}
         self.strategy, self.oracle, self.margin = strategy, oracle, margin
-        self.oracle_discount = oracle_discount
+        self.oracle_discount, self.ranked_only = oracle_discount, ranked_only
         self.max_pairs_per_state, self.eval_ratio, self.seed = max_pairs_per_state, eval_ratio, seed
         self.samples_per_problem, self.illegal_negatives = samples_per_problem, illegal_negatives
         self.min_validity_gap, self.require_valid_winner = min_validity_gap, require_valid_winner
@@ -434,6 +440,7 @@ class PreferenceDataModule(L.LightningDataModule):
             kwargs["oracle"] = self.oracle
             kwargs["illegal_negatives"] = self.illegal_negatives
             kwargs["discount"] = self.oracle_discount
+            kwargs["ranked_only"] = self.ranked_only
         return kwargs
 
     def _load_judge(self):

@@ -277,6 +277,27 @@ def test_illegal_negatives_are_taken_cells_the_env_judges_illegal():
         PreferenceDataModule(env="lightspiel/TicTacToe-v0", strategy="margin", illegal_negatives=2)
 
 
+def test_ranked_only_drops_the_states_where_every_legal_move_is_worth_the_same():
+    """The won position (every move wins under plain minimax) gives only taken-cell pairs; with
+    ``ranked_only`` it gives none, while the position with a worse legal move keeps all of its pairs,
+    its taken cells included. A discount ranks the won position's moves, so it is kept again."""
+    won = _ttt_episode([0, 1, 3, 2], "5", "won")  # X: 1, 4; O: 2, 3. Every move wins.
+    ep = _x_to_win_episode()
+    kwargs = dict(oracle="minimax", margin=0.5, max_pairs_per_state=10, illegal_negatives=2)
+    every = oracle_pairs([won, ep], **kwargs)
+    ranked = oracle_pairs([won, ep], ranked_only=True, **kwargs)
+    won_key = state_key(won.game, won.turns[0])
+    assert {p.strategy for p in every if p.state_key == won_key} == {"oracle:minimax:illegal-move"}
+    assert [p.pair_id for p in ranked] == [p.pair_id for p in every if p.state_key != won_key]
+    assert {p.rejected for p in ranked} >= {"6", "7", "8", "9"}
+    discounted = oracle_pairs([won], ranked_only=True, discount=0.95, **{**kwargs, "margin": 0.05})
+    assert {p.chosen for p in discounted} == {"7"}
+    from datamodules.preference import PreferenceDataModule
+
+    with pytest.raises(ConfigError, match="--data.ranked_only needs strategy: oracle"):
+        PreferenceDataModule(env="lightspiel/TicTacToe-v0", strategy="margin", ranked_only=True)
+
+
 def test_split_is_deterministic_and_never_puts_a_state_on_both_sides():
     eps = [
         _episode(f"e{i}", [_turn(f"board {i % 40}", "5" if i % 3 else "9")], [1 if i % 3 else -1, 0])
