@@ -135,10 +135,11 @@ def oracle_pairs(
     renderer parses back to that illegal action). Score-mode rollouts never see an illegal answer,
     so without these DPO on canonical moves leaves free-text answers free to name taken cells.
 
-    ``ranked_only``: skip the states where no legal move is worse than the best by ``margin`` (every
-    move draws, or every move loses, under exact values): their only pairs are illegal answers,
-    which score mode never plays, with one of several equal moves as the chosen one. About a quarter
-    of a tic-tac-toe iteration's states, each a training pass."""
+    ``ranked_only``: skip the states where no legal move is worse than the best by ``margin`` (under
+    plain minimax: every move wins, every move draws, or every move loses): their only pairs are
+    illegal answers (taken cells, and any illegal answer the rollouts gave there), which score mode
+    never plays, with one of several equal moves as the chosen one. About a quarter of a
+    tic-tac-toe iteration's states, each a forward and backward pass over its prompt in training."""
     from envs import renderer_for, state_from_history
 
     if oracle not in ORACLES:

@@ -124,8 +124,9 @@ class PreferenceDataModule(L.LightningDataModule):
             of a won (or lost) position is worth the same. Games too large for exact search (MCTS
             values, under ``oracle: auto``) are not discounted; a warning says so once per game.
         ranked_only: ``oracle`` pairs only at states where some legal move is worse than the best
-            by ``margin``; the others (every legal move equally good) carry only illegal-answer
-            pairs and cost a training pass each (``datamodules.pairs.oracle_pairs``).
+            by ``margin``; the others (every legal move within ``margin`` of the best) carry only
+            illegal-answer pairs, observed or made, and cost a training pass each
+            (``datamodules.pairs.oracle_pairs``).
         max_pairs_per_state: Cap on pairs drawn from one state.
         illegal_negatives: ``oracle`` pairs: also prefer the chosen move to up to this many moves the
             state does not allow (an occupied cell), as the env would read them: score-mode rollouts

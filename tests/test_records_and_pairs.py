@@ -294,6 +294,9 @@ def test_ranked_only_drops_the_states_where_every_legal_move_is_worth_the_same()
     assert {p.chosen for p in discounted} == {"7"}
     from datamodules.preference import PreferenceDataModule
 
+    # The datamodule hands it to the pair builder (what `--data.init_args.ranked_only true` sets).
+    data = PreferenceDataModule(env="lightspiel/TicTacToe-v0", ranked_only=True)
+    assert data._pair_options()["ranked_only"] is True
     with pytest.raises(ConfigError, match="--data.ranked_only needs strategy: oracle"):
         PreferenceDataModule(env="lightspiel/TicTacToe-v0", strategy="margin", ranked_only=True)
 
