@@ -362,6 +362,12 @@ def tournament(argv: list[str]) -> int:
     p.add_argument("--opponent_mode", help="with --opponent llm: its acting mode (default: --mode)")
     p.add_argument("--games", type=int, default=100, help="games (half in each seat)")
     p.add_argument("--seed", type=int, default=900_000_000, help="first held-out seed")
+    p.add_argument(
+        "--num_envs",
+        type=int,
+        default=16,
+        help="games stepped together: one act call a wave serves them all (wider: faster, more memory)",
+    )
     p.add_argument("--out", required=True, help="the JSON report to write")
     p.add_argument("--baseline", help="an earlier report of this verb to compare with")
     p.add_argument(
@@ -369,6 +375,8 @@ def tournament(argv: list[str]) -> int:
     )
     args = p.parse_args(argv)
     check_mode(args.mode, "--mode")
+    if args.games < 1 or args.num_envs < 1:
+        raise ConfigError(f"--games and --num_envs must be >= 1, got {args.games}, {args.num_envs}")
     baseline = None
     if args.baseline:
         try:
@@ -396,6 +404,7 @@ def tournament(argv: list[str]) -> int:
         args.games,
         [args.mode],
         args.seed,
+        num_envs=min(args.num_envs, args.games),
         distributed=False,
     )
     if llm:

@@ -175,3 +175,21 @@ def test_tournament_between_two_llms(tmp_path, capsys, tiny_model_dir):
     # The other model held the other seat: the learner sat first, then second.
     seats = [g["players"] for g in report["sample_games"]]
     assert seats == [["learner", tiny_model_dir], [tiny_model_dir, "learner"]]
+
+
+def test_tournament_width_changes_the_speed_not_the_games(tmp_path, capsys, tiny_model_dir):
+    """``--num_envs``: how many games step together. Every game is seeded by its own number, so one
+    at a time and all at once play the same games to the same figures."""
+    common = ["tournament", "--env", "lightspiel/TicTacToe-v0", "--opponent", "random", "--model", tiny_model_dir,
+              "--dtype", "float32", "--mode", "score", "--games", "6"]  # fmt: skip
+    reports = []
+    for width in ("1", "6"):
+        out = tmp_path / f"w{width}.json"
+        code, _, _ = _run([*common, "--num_envs", width, "--out", str(out)], capsys)
+        assert code == 0
+        reports.append(json.loads(out.read_text()))
+    narrow, wide = ({k: v for k, v in r["metrics"].items() if k != "games_per_s"} for r in reports)
+    assert narrow == wide and reports[0]["sample_games"] == reports[1]["sample_games"]
+    assert narrow["episodes"] == 6
+    code, _, err = _run([*common, "--num_envs", "0", "--out", str(tmp_path / "bad.json")], capsys)
+    assert code == 2 and "--num_envs must be >= 1, got 6, 0" in err and not (tmp_path / "bad.json").exists()
