@@ -5,10 +5,11 @@ Lightning: after every training epoch it scores the replayed games of ``datamodu
 adds the new failures and hands a :class:`~datamodules.protocols.ReplayData` datamodule the starts
 for a set share of its next rollout. The buffer (and its random state) lives in the checkpoint.
 
-A start is ``{"env", "seed", "history", "learner_seat", "seat", "score"}``: the env id and seed of
-the failed game, the OpenSpiel history of one learner decision state in it, the learner's seat to
-replay it with (``None`` for a self-play game), the seat that failed there (the player to move at
-``history``) and its score in the game (``returns[seat] - penalties[seat]``). The datamodule replays a
+A start is ``{"env", "seed", "history", "learner_seat", "seat", "score", "opponent"}``: the env id
+and seed of the failed game, the OpenSpiel history of one learner decision state in it, the
+learner's seat to replay it with (``None`` for a self-play game), the seat that failed there (the
+player to move at ``history``), its score in the game (``returns[seat] - penalties[seat]``) and the
+opponent it met (a datamodule that mixes opponents replays the start against the same one). The datamodule replays a
 start with ``reset(seed=seed, options={"history": history, "learner_seat": learner_seat})``: the
 env draws the learner's seat at random otherwise, and the state would be played from the other side.
 
@@ -121,6 +122,7 @@ class ReplayBuffer:
             "learner_seat": None if episode.learner_seat < 0 else int(seat),
             "seat": int(seat),
             "score": float(episode.returns[seat] - episode.penalties[seat]),
+            "opponent": episode.opponent,
         }
 
     def add_from(self, episodes: Iterable[Episode]) -> int:

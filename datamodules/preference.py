@@ -278,7 +278,8 @@ class PreferenceDataModule(L.LightningDataModule):
         self.eval_sft: list[SFTExample] = []
         self.iteration = 0
         self._built: int | None = None
-        self.last_episodes: list[Episode] = []  # this iteration's games (for transcripts)
+        self.last_episodes: list[Episode] = []  # this iteration's games (transcripts, failure replay)
+        self._starts: list[dict] = []  # replayed starts for the next games (FailureReplay)
         self._answer_tables: dict[int, dict] = {}  # earlier iterations' recorded answer log-probs
         self.train_pairs: list[PreferencePair] = []
         self.eval_pairs: list[PreferencePair] = []
@@ -301,76 +302,102 @@ class PreferenceDataModule(L.LightningDataModule):
         """Move to ``iteration``; its data is built (or reloaded) when next requested."""
         self.iteration = iteration
 
+    def set_starts(self, starts: list[dict]) -> None:
+        """Start some of the next iteration's games from saved states (:class:`callbacks.FailureReplay`):
+        the first ``len(starts)`` games of the iteration replay them, each from its ``history`` with the
+        learner in the seat that failed there, against the opponent it failed against (a start's
+        ``opponent``, else the slot's); the other games start fresh. The pairs of a replayed game
+        come from the decisions after its start."""
+        self._starts = [dict(s, history=[int(a) for a in s["history"]]) for s in starts]
+
+    def _plan(self) -> list[dict]:
+        """This iteration's games in play order: ``{"seed", "opponent", "options", "tag"}``; game
+        ``i`` meets ``opponents[i % len(opponents)]`` unless it replays a start; every start is played
+        ``samples_per_problem`` times (tags ``#k``), a replayed one tagged ``@i`` (its slot)."""
+        starts = [s for s in self._starts if s.get("env", self.env) == self.env][: self.num_episodes]
+        plan = []
+        for i, seed in enumerate(self._seeds()):
+            opponent, options, tag = self._opponent_for(i), None, ""
+            if i < len(starts):
+                start = starts[i]
+                seed, opponent, tag = int(start["seed"]), str(start.get("opponent") or opponent), f"@{i}"
+                options = {"history": start["history"]}
+                if start.get("learner_seat") is not None and opponent != "self":
+                    options["learner_seat"] = int(start["learner_seat"])  # replay from the same side
+            for k in range(self.samples_per_problem):
+                sample = f"#{k}" if self.samples_per_problem > 1 else ""
+                plan.append({"seed": seed, "opponent": opponent, "options": options, "tag": tag + sample})
+        return plan
+
     def episodes(self, policy=None) -> list[Episode]:
         """This iteration's episodes: the given file, or the run folder's file topped up by playing."""
         if self.iteration == 0 and self.episodes_path:
             return read_jsonl(self.episodes_path, Episode)
         path = self.iteration_dir() / "episodes.jsonl"
-        seeds = self._seeds()
-        wanted = {s: self._opponent_for(i) for i, s in enumerate(seeds)}
+        plan = self._plan()
+        ids = [RolloutEngine.episode_id_of(self.env, g["seed"], self.iteration, g["tag"]) for g in plan]
         # Only this configuration's games count: a run folder reused with another game, opponent or
         # acting mode must not feed the old games to the new run.
-        have = [
-            e
+        have = {
+            e.episode_id: e
             for e in read_complete_episodes(path)
-            if e.seed in wanted
-            and e.env_id == self.env
-            and e.mode == self.mode
-            and e.opponent == wanted[e.seed]
-        ]
-        count: dict[int, int] = {}
-        kept = []
-        for e in have:  # at most samples_per_problem games per start count
-            if count.get(e.seed, 0) < self.samples_per_problem:
-                count[e.seed] = count.get(e.seed, 0) + 1
-                kept.append(e)
-        missing = [(s, k) for s in seeds for k in range(count.get(s, 0), self.samples_per_problem)]
+            if e.env_id == self.env and e.mode == self.mode
+        }
+        kept = {
+            k: have[i]
+            for k, i in enumerate(ids)
+            if i in have
+            and have[i].opponent == plan[k]["opponent"]
+            and list(have[i].start_history) == list((plan[k]["options"] or {}).get("history", []))
+        }
+        missing = [k for k in range(len(plan)) if k not in kept]
         barrier()  # every rank has read the file before any rank appends to it
         if missing:
             if policy is None:
                 raise RuntimeError("the preference datamodule needs the policy to play episodes")
-            kept += self._play(policy, seeds, missing, path)
-        order = {s: i for i, s in enumerate(seeds)}
-        return sorted(kept, key=lambda e: (order[e.seed], e.episode_id))
+            kept.update(self._play(policy, plan, missing, path))
+        return [kept[k] for k in sorted(kept)]
 
-    def _play(self, policy, seeds: list[int], missing: list[tuple[int, int]], path: Path) -> list[Episode]:
-        """Play the missing (seed, sample) games; seed i of the iteration meets
-        ``opponents[i % len(opponents)]``; sample k of a seed is tagged ``#k`` when a start is played
-        more than once."""
+    def _play(self, policy, plan: list[dict], missing: list[int], path: Path) -> dict[int, Episode]:
+        """Play the ``missing`` games of ``plan``: ``{plan index: episode}``."""
         opponents = self._met_opponents()
-        index = {s: i for i, s in enumerate(seeds)}
-        start, played = time.perf_counter(), []
+        start, played = time.perf_counter(), {}
         # Under DDP each rank plays every world-th missing game; rank zero appends its own games as
         # they end and the others' once gathered. Each game samples from its own generator, so the
         # games do not depend on how many processes share them.
         rank, world = rank_and_world()
-        missing = missing[rank::world]
+        mine_k = missing[rank::world]
         # Generate mode samples from torch's generator: seeded by the run's position (a resumed run
         # plays the games the uninterrupted one played) and the rank (ranks draw apart).
         reseed_global(self.seed, self.iteration, rank, "rollout")
         # The games of every opponent are stepped together: one act call a wave serves them all.
-        if missing:
+        if mine_k:
             engine = RolloutEngine(self.env, self.env_kwargs, self.num_envs)
-            game_opponents = [opponents[index[s] % len(opponents)] for s, _ in missing]
-            played = engine.play(
+            game_opponents = [plan[k]["opponent"] for k in mine_k]
+            result = engine.play(
                 policy,
-                [s for s, _ in missing],
+                [plan[k]["seed"] for k in mine_k],
                 mode=self.mode,
                 out_path=path if rank == 0 else None,
                 iteration=self.iteration,
+                reset_options=lambda j: plan[mine_k[j]]["options"],
                 progress=f"rollout iter {self.iteration} vs {', '.join(opponents)}",
                 temperature=self.temperature,
-                tags=[f"#{j}" if self.samples_per_problem > 1 else "" for _, j in missing],
+                tags=[plan[k]["tag"] for k in mine_k],
                 opponents=game_opponents,
                 temperatures=[self.opponent_temperature.get(o) for o in game_opponents],
                 # Score mode, when the policy playing is DPO's reference: every answer's
                 # log-probability at each decision, for the reference to read instead of a pass.
                 answer_logps=self.mode == "score" and self._reference_plays(policy),
-            ).episodes
-        mine = gather_episodes({e.episode_id: e for e in played}, path)
-        played = list(mine.values())
-        self.rollout_metrics = outcome_metrics(played, time.perf_counter() - start)
-        return played
+            )
+            played = {e.episode_id: e for e in result.episodes}
+        mine = gather_episodes(played, path)
+        self.rollout_metrics = outcome_metrics(list(mine.values()), time.perf_counter() - start)
+        index = {
+            RolloutEngine.episode_id_of(self.env, plan[k]["seed"], self.iteration, plan[k]["tag"]): k
+            for k in missing
+        }
+        return {index[i]: e for i, e in mine.items()}
 
     def _opponent_for(self, index: int) -> str:
         if self.opponents:

@@ -319,7 +319,12 @@ class RolloutEngine:
         return tags
 
     def episode_id(self, seed: int, iteration: int, tag: str = "") -> str:
-        return f"{self.env_id}:{iteration}:{seed}{tag}"
+        return self.episode_id_of(self.env_id, seed, iteration, tag)
+
+    @staticmethod
+    def episode_id_of(env_id: str, seed: int, iteration: int, tag: str = "") -> str:
+        """The id of game ``seed`` of ``iteration`` (``tag`` tells games of one seed apart)."""
+        return f"{env_id}:{iteration}:{seed}{tag}"
 
     @staticmethod
     def _wave(

@@ -9,7 +9,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cli import cli_main
-from datamodules.records import Episode, PreferencePair, read_jsonl
+from datamodules.records import Episode, PreferencePair, read_complete_episodes, read_jsonl
 
 
 def _callback_state(ckpt: dict, name: str) -> dict:
@@ -242,3 +242,34 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config, reference
     assert losses_a == losses_b and len(losses_a) == a["global_step"]
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def test_failure_replay_in_the_preference_loop_replays_last_iterations_lost_states(tmp_path, tiny_config):
+    """The quickstart with ``FailureReplay``: the games the learner lost in one iteration come back,
+    from the learner's last decision, as the first games of the next; the buffer travels in the
+    checkpoint."""
+    cfg, run = tiny_config(tmp_path)
+    config = yaml.safe_load(cfg.read_text())
+    config["trainer"]["callbacks"].insert(
+        0, {"class_path": "callbacks.FailureReplay", "init_args": {"share": 0.5}}
+    )
+    config["data"]["init_args"]["opponents"] = ["random"]
+    config["trainer"]["callbacks"] = [
+        c for c in config["trainer"]["callbacks"] if not c["class_path"].endswith("TournamentCallback")
+    ]
+    cfg.write_text(yaml.safe_dump(config))
+    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2"])
+    first = read_complete_episodes(run / "iter_000" / "episodes.jsonl")
+    second = read_complete_episodes(run / "iter_001" / "episodes.jsonl")
+    lost = {
+        (e.seed, tuple([t for t in e.turns if t.learner][-1].history))
+        for e in first
+        if e.returns[e.learner_seat] < 0
+    }
+    replayed = [e for e in second if e.start_history]
+    assert lost and len(replayed) == min(len(lost), 3)  # half of 6 games, at most the failures found
+    assert {(e.seed, tuple(e.start_history)) for e in replayed} <= lost
+    assert all(e.opponent == "random" and e.turns[0].history == e.start_history for e in replayed)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+    (buffer,) = [v for k, v in state.items() if k.startswith("FailureReplay")]
+    assert buffer["entries"] and all(s["env"] == "lightspiel/TicTacToe-v0" for s in buffer["entries"])

@@ -262,6 +262,7 @@ def test_only_failures_are_added_at_the_documented_decision_point():
     ]
     assert [e["learner_seat"] for e in buf.entries] == [1, 0, None]  # None: replay in self-play
     assert buf.entries[0]["env"] == TTT and buf.entries[0]["seed"] == lost.seed
+    assert [e["opponent"] for e in buf.entries] == ["random", "random", "self"]  # replayed against the same
     strict = ReplayBuffer(score_threshold=0.5)
     assert strict.add_from([game(0), game(1)]) == 1  # a draw scores below 0.5
 
@@ -297,7 +298,7 @@ def test_sampling_prefers_worse_scores_without_replacement():
     many = buf.sample(10, rng, env=TTT)
     assert sorted(s["history"][0] for s in many) == [1, 2, 3]  # distinct, no more than the buffer has
     assert buf.sample(0) == [] and len(buf.sample(10)) == 4
-    assert set(many[0]) == {"env", "seed", "history", "learner_seat", "seat", "score"}
+    assert set(many[0]) == {"env", "seed", "history", "learner_seat", "seat", "score", "opponent"}
 
 
 def test_a_won_replayed_start_leaves_the_buffer_and_others_update():

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from datamodules import PreferenceDataModule, RolloutEngine, read_jsonl
+from datamodules.pairs import oracle_pairs
 from datamodules.records import Episode, PreferencePair
 from modules.errors import ConfigError, DataFileError
 
@@ -336,3 +337,40 @@ def test_group_batches_are_sharded_by_the_distributed_sampler_lightning_injects(
         for i in batch:
             owners.setdefault(keys[i], set()).add(tuple(batch))
     assert all(len(batches) == 1 for batches in owners.values())  # no group in two batches
+
+
+def test_replayed_starts_open_the_iteration_from_the_failed_state_against_the_same_opponent(tiny_policy, tmp_path):
+    """FailureReplay's starts: the first games of the next iteration resume the failed games at the
+    failed decision, the learner in the seat that failed and against the opponent it failed against;
+    their pairs come from that state on, and a rerun of the iteration reads them back unplayed."""
+    from callbacks.failure_replay import ReplayBuffer
+
+    dm = PreferenceDataModule(
+        ENV, opponents=["self", "random", "mcts"], num_episodes=9, num_envs=9, margin=0.5, run_dir=str(tmp_path)
+    )
+    first = dm.episodes(tiny_policy)
+    buffer = ReplayBuffer()
+    assert buffer.add_from(first) >= 2  # a random tiny model loses some games to random and MCTS
+    starts = buffer.entries[:2]
+    assert all(s["opponent"] in ("random", "mcts") for s in starts)
+    dm.set_iteration(1)
+    dm.set_starts(starts)
+    second = dm.episodes(tiny_policy)
+    assert len(second) == 9
+    for start, replay in zip(starts, second[:2]):
+        assert replay.start_history == start["history"] and replay.seed == start["seed"]
+        assert replay.opponent == start["opponent"] and replay.learner_seat == start["seat"]
+        assert replay.turns[0].history == start["history"] and replay.turns[0].seat == start["seat"]
+    fresh = second[2:]
+    assert not any(e.start_history for e in fresh)
+    assert [e.opponent for e in fresh] == ["mcts", "self", "random", "mcts", "self", "random", "mcts"]
+    # The replayed state gives pairs: its moves are ranked by the oracle like any other.
+    pairs = oracle_pairs(second[:2], margin=0.5, illegal_negatives=1)
+    assert {p.prompt for p in pairs} >= {second[0].turns[0].prompt, second[1].turns[0].prompt}
+    # Rerun (a resumed iteration): the same games come back from the file, none played again.
+    again = dm.episodes(None)
+    assert [e.episode_id for e in again] == [e.episode_id for e in second]
+    # A replay start from another env is not this datamodule's: every game starts fresh.
+    dm.set_iteration(2)
+    dm.set_starts([{**starts[0], "env": "lightspiel/ConnectFour-v0"}])
+    assert not any(e.start_history for e in dm.episodes(tiny_policy))
