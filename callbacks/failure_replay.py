@@ -254,6 +254,8 @@ class FailureReplay(L.Callback):
         self.share = float(share)
         self.games_per_epoch = games_per_epoch
         self.buffer = ReplayBuffer(capacity, score_threshold, seed)
+        #: The starts last handed to the datamodule (``None``: none yet), kept in the checkpoint.
+        self.handed: list[dict] | None = None
 
     def _games(self, datamodule) -> int:
         n = getattr(datamodule, "num_episodes", None)
@@ -272,11 +274,17 @@ class FailureReplay(L.Callback):
         n = round(self.share * self._games(dm))
         env = getattr(dm, "env", None)
         starts = self.buffer.sample(n, env=env if isinstance(env, str) else None)
+        self.handed = [{**s, "history": list(s["history"])} for s in starts]
         dm.set_starts(starts)
         return len(starts)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if len(self.buffer):  # a resumed run: replay from the restored buffer at once
+        # A resumed run: the starts the checkpointed epoch handed out (so the resumed iteration is
+        # the uninterrupted one's: its replayed games are read back, not drawn again); a checkpoint
+        # without them draws from the restored buffer.
+        if self.handed is not None:
+            trainer.datamodule.set_starts([{**s, "history": list(s["history"])} for s in self.handed])
+        elif len(self.buffer):
             self._set_starts(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -297,7 +305,14 @@ class FailureReplay(L.Callback):
         )
 
     def state_dict(self) -> dict:
-        return self.buffer.state_dict()
+        state = self.buffer.state_dict()
+        if self.handed is not None:
+            state["handed"] = [{**s, "history": list(s["history"])} for s in self.handed]
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.buffer.load_state_dict(state_dict)
+        handed = state_dict.get("handed")
+        self.handed = (
+            None if handed is None else [{**s, "history": [int(a) for a in s["history"]]} for s in handed]
+        )

@@ -314,13 +314,14 @@ class PreferenceDataModule(L.LightningDataModule):
         """This iteration's games in play order: ``{"seed", "opponent", "options", "tag"}``; game
         ``i`` meets ``opponents[i % len(opponents)]`` unless it replays a start; every start is played
         ``samples_per_problem`` times (tags ``#k``), a replayed one tagged ``@i`` (its slot)."""
-        starts = [s for s in self._starts if s.get("env", self.env) == self.env][: self.num_episodes]
+        starts = [s for s in self._starts if s.get("env") == self.env][: self.num_episodes]
         plan = []
         for i, seed in enumerate(self._seeds()):
             opponent, options, tag = self._opponent_for(i), None, ""
             if i < len(starts):
                 start = starts[i]
-                seed, opponent, tag = int(start["seed"]), str(start.get("opponent") or opponent), f"@{i}"
+                seed, tag = int(start["seed"]), f"@{i}"
+                opponent = start.get("opponent") or self._start_opponent(start, opponent)
                 options = {"history": start["history"]}
                 if start.get("learner_seat") is not None and opponent != "self":
                     options["learner_seat"] = int(start["learner_seat"])  # replay from the same side
@@ -328,6 +329,15 @@ class PreferenceDataModule(L.LightningDataModule):
                 sample = f"#{k}" if self.samples_per_problem > 1 else ""
                 plan.append({"seed": seed, "opponent": opponent, "options": options, "tag": tag + sample})
         return plan
+
+    def _start_opponent(self, start: dict, slot: str) -> str:
+        """The opponent of a start saved without one (a buffer from an older checkpoint): self-play
+        for a self-play failure (no learner seat), else the slot's, or the first other opponent the
+        games meet when the slot is self-play (which would drop the seat that failed)."""
+        if start.get("learner_seat") is None:
+            return "self"
+        others = [o for o in self._met_opponents() if o != "self"]
+        return slot if slot != "self" or not others else others[0]
 
     def episodes(self, policy=None) -> list[Episode]:
         """This iteration's episodes: the given file, or the run folder's file topped up by playing."""

@@ -246,19 +246,42 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config, reference
 
 def test_failure_replay_in_the_preference_loop_replays_last_iterations_lost_states(tmp_path, tiny_config):
     """The quickstart with ``FailureReplay``: the games the learner lost in one iteration come back,
-    from the learner's last decision, as the first games of the next; the buffer travels in the
-    checkpoint."""
-    cfg, run = tiny_config(tmp_path)
-    config = yaml.safe_load(cfg.read_text())
-    config["trainer"]["callbacks"].insert(
-        0, {"class_path": "callbacks.FailureReplay", "init_args": {"share": 0.5}}
-    )
-    config["data"]["init_args"]["opponents"] = ["random"]
-    config["trainer"]["callbacks"] = [
-        c for c in config["trainer"]["callbacks"] if not c["class_path"].endswith("TournamentCallback")
-    ]
-    cfg.write_text(yaml.safe_dump(config))
-    cli_main(["fit", "--config", str(cfg), "--trainer.max_epochs=2"])
+    from the learner's last decision, as the first games of the next; the buffer and the starts it
+    handed out travel in the checkpoint, so a resumed run replays the uninterrupted run's games."""
+    results = {}
+    for name, legs in {"straight": [3], "resumed": [1, 3]}.items():
+        (tmp_path / name).mkdir()
+        cfg, run = tiny_config(tmp_path / name)
+        config = yaml.safe_load(cfg.read_text())
+        config["trainer"]["callbacks"] = [
+            {"class_path": "callbacks.FailureReplay", "init_args": {"share": 0.5}},
+            *(
+                c
+                for c in config["trainer"]["callbacks"]
+                if not c["class_path"].endswith("TournamentCallback")
+            ),
+        ]
+        config["data"]["init_args"]["opponents"] = ["random"]
+        cfg.write_text(yaml.safe_dump(config))
+        for k, epochs in enumerate(legs):
+            resume = ["--ckpt_path=last"] if k else []
+            cli_main(
+                [
+                    "fit",
+                    "--config",
+                    str(cfg),
+                    f"--trainer.max_epochs={epochs}",
+                    "--trainer.deterministic=true",
+                    *resume,
+                ]
+            )
+        results[name] = [(run / f"iter_{i:03d}" / "episodes.jsonl").read_text() for i in range(3)]
+        state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+        (replay,) = [v for k, v in state.items() if k.startswith("FailureReplay")]
+        assert replay["entries"] and all(s["env"] == "lightspiel/TicTacToe-v0" for s in replay["entries"])
+        assert replay["handed"] and all(s["opponent"] == "random" for s in replay["handed"])
+    assert results["straight"] == results["resumed"]  # the same games, replays included, none twice
+    run = tmp_path / "straight" / "run"
     first = read_complete_episodes(run / "iter_000" / "episodes.jsonl")
     second = read_complete_episodes(run / "iter_001" / "episodes.jsonl")
     lost = {
@@ -270,6 +293,3 @@ def test_failure_replay_in_the_preference_loop_replays_last_iterations_lost_stat
     assert lost and len(replayed) == min(len(lost), 3)  # half of 6 games, at most the failures found
     assert {(e.seed, tuple(e.start_history)) for e in replayed} <= lost
     assert all(e.opponent == "random" and e.turns[0].history == e.start_history for e in replayed)
-    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
-    (buffer,) = [v for k, v in state.items() if k.startswith("FailureReplay")]
-    assert buffer["entries"] and all(s["env"] == "lightspiel/TicTacToe-v0" for s in buffer["entries"])

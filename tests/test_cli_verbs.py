@@ -177,9 +177,19 @@ def test_tournament_between_two_llms(tmp_path, capsys, tiny_model_dir):
     assert seats == [["learner", tiny_model_dir], [tiny_model_dir, "learner"]]
 
 
-def test_tournament_width_changes_the_speed_not_the_games(tmp_path, capsys, tiny_model_dir):
+def test_tournament_width_changes_the_speed_not_the_games(tmp_path, capsys, tiny_model_dir, monkeypatch):
     """``--num_envs``: how many games step together. Every game is seeded by its own number, so one
     at a time and all at once play the same games to the same figures."""
+    import callbacks.tournament
+
+    widths = []
+
+    class Recorded(callbacks.tournament.Tournament):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            widths.append(self.num_envs)
+
+    monkeypatch.setattr(callbacks.tournament, "Tournament", Recorded)
     common = ["tournament", "--env", "lightspiel/TicTacToe-v0", "--opponent", "random", "--model", tiny_model_dir,
               "--dtype", "float32", "--mode", "score", "--games", "6"]  # fmt: skip
     reports = []
@@ -190,6 +200,6 @@ def test_tournament_width_changes_the_speed_not_the_games(tmp_path, capsys, tiny
         reports.append(json.loads(out.read_text()))
     narrow, wide = ({k: v for k, v in r["metrics"].items() if k != "games_per_s"} for r in reports)
     assert narrow == wide and reports[0]["sample_games"] == reports[1]["sample_games"]
-    assert narrow["episodes"] == 6
+    assert narrow["episodes"] == 6 and widths == [1, 6]
     code, _, err = _run([*common, "--num_envs", "0", "--out", str(tmp_path / "bad.json")], capsys)
     assert code == 2 and "--num_envs must be >= 1, got 6, 0" in err and not (tmp_path / "bad.json").exists()
