@@ -204,6 +204,24 @@ def _loss_series(run: Path) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in _scalars(run)["train/loss"]]
 
 
+def _fit_in_legs(cfg, legs: list[int], *options: str) -> None:
+    """Fit to each leg's epoch count in turn, deterministically, every leg after the first resuming
+    from the run's last checkpoint (``[4]``: straight; ``[2, 4]``: stopped after 2, then resumed)."""
+    for k, epochs in enumerate(legs):
+        resume = ["--ckpt_path=last"] if k else []
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(cfg),
+                f"--trainer.max_epochs={epochs}",
+                "--trainer.deterministic=true",
+                *options,
+                *resume,
+            ]
+        )
+
+
 @pytest.mark.parametrize("reference_free", [True, False], ids=["no-reference", "dpo-reference"])
 def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config, reference_free):
     """4 epochs straight == 2 epochs, then ``--ckpt_path last`` to 4: the same games, the same number
@@ -218,21 +236,13 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_config, reference
     for name, legs in {"straight": [4], "resumed": [2, 4]}.items():
         (tmp_path / name).mkdir()
         cfg, run = tiny_config(tmp_path / name)
-        for k, epochs in enumerate(legs):
-            resume = ["--ckpt_path=last"] if k else []
-            cli_main(
-                [
-                    "fit",
-                    "--config",
-                    str(cfg),
-                    f"--trainer.max_epochs={epochs}",
-                    "--trainer.log_every_n_steps=1",
-                    "--trainer.deterministic=true",
-                    "--model.init_args.policy.lora_dropout=0.1",  # training draws random masks
-                    f"--model.init_args.reference_free={str(reference_free).lower()}",
-                    *resume,
-                ]
-            )
+        _fit_in_legs(
+            cfg,
+            legs,
+            "--trainer.log_every_n_steps=1",
+            "--model.init_args.policy.lora_dropout=0.1",  # training draws random masks
+            f"--model.init_args.reference_free={str(reference_free).lower()}",
+        )
         ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
         games = [(run / f"iter_{i:03d}" / "episodes.jsonl").read_text() for i in range(4)]
         results[name] = (ckpt, _loss_series(run), games)
@@ -263,18 +273,7 @@ def test_failure_replay_in_the_preference_loop_replays_last_iterations_lost_stat
         ]
         config["data"]["init_args"]["opponents"] = ["random"]
         cfg.write_text(yaml.safe_dump(config))
-        for k, epochs in enumerate(legs):
-            resume = ["--ckpt_path=last"] if k else []
-            cli_main(
-                [
-                    "fit",
-                    "--config",
-                    str(cfg),
-                    f"--trainer.max_epochs={epochs}",
-                    "--trainer.deterministic=true",
-                    *resume,
-                ]
-            )
+        _fit_in_legs(cfg, legs)
         results[name] = [(run / f"iter_{i:03d}" / "episodes.jsonl").read_text() for i in range(3)]
         state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
         (replay,) = [v for k, v in state.items() if k.startswith("FailureReplay")]
