@@ -274,7 +274,7 @@ class FailureReplay(L.Callback):
         n = round(self.share * self._games(dm))
         env = getattr(dm, "env", None)
         starts = self.buffer.sample(n, env=env if isinstance(env, str) else None)
-        self.handed = [{**s, "history": list(s["history"])} for s in starts]
+        self.handed = starts
         dm.set_starts(starts)
         return len(starts)
 
@@ -283,7 +283,7 @@ class FailureReplay(L.Callback):
         # the uninterrupted one's: its replayed games are read back, not drawn again); a checkpoint
         # without them draws from the restored buffer.
         if self.handed is not None:
-            trainer.datamodule.set_starts([{**s, "history": list(s["history"])} for s in self.handed])
+            trainer.datamodule.set_starts(self.handed)
         elif len(self.buffer):
             self._set_starts(trainer)
 
@@ -307,12 +307,9 @@ class FailureReplay(L.Callback):
     def state_dict(self) -> dict:
         state = self.buffer.state_dict()
         if self.handed is not None:
-            state["handed"] = [{**s, "history": list(s["history"])} for s in self.handed]
+            state["handed"] = self.handed
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.buffer.load_state_dict(state_dict)
-        handed = state_dict.get("handed")
-        self.handed = (
-            None if handed is None else [{**s, "history": [int(a) for a in s["history"]]} for s in handed]
-        )
+        self.handed = state_dict.get("handed")

@@ -311,7 +311,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self._starts = [dict(s, history=[int(a) for a in s["history"]]) for s in starts]
 
     def _plan(self) -> list[dict]:
-        """This iteration's games in play order: ``{"seed", "opponent", "options", "tag"}``; game
+        """This iteration's games in play order: ``{"seed", "opponent", "options", "tag", "id"}``; game
         ``i`` meets ``opponents[i % len(opponents)]`` unless it replays a start; every start is played
         ``samples_per_problem`` times (tags ``#k``), a replayed one tagged ``@i`` (its slot)."""
         starts = [s for s in self._starts if s.get("env") == self.env][: self.num_episodes]
@@ -326,12 +326,14 @@ class PreferenceDataModule(L.LightningDataModule):
                 if start.get("learner_seat") is not None and opponent != "self":
                     options["learner_seat"] = int(start["learner_seat"])  # replay from the same side
             for k in range(self.samples_per_problem):
-                sample = f"#{k}" if self.samples_per_problem > 1 else ""
-                plan.append({"seed": seed, "opponent": opponent, "options": options, "tag": tag + sample})
+                game = {"seed": seed, "opponent": opponent, "options": options}
+                game["tag"] = tag + (f"#{k}" if self.samples_per_problem > 1 else "")
+                game["id"] = RolloutEngine.episode_id_of(self.env, seed, self.iteration, game["tag"])
+                plan.append(game)
         return plan
 
     def _start_opponent(self, start: dict, slot: str) -> str:
-        """The opponent of a start saved without one (a buffer from an older checkpoint): self-play
+        """The opponent of a start given without one (``ReplayData`` does not require it): self-play
         for a self-play failure (no learner seat), else the slot's, or the first other opponent the
         games meet when the slot is self-play (which would drop the seat that failed)."""
         if start.get("learner_seat") is None:
@@ -345,7 +347,6 @@ class PreferenceDataModule(L.LightningDataModule):
             return read_jsonl(self.episodes_path, Episode)
         path = self.iteration_dir() / "episodes.jsonl"
         plan = self._plan()
-        ids = [RolloutEngine.episode_id_of(self.env, g["seed"], self.iteration, g["tag"]) for g in plan]
         # Only this configuration's games count: a run folder reused with another game, opponent or
         # acting mode must not feed the old games to the new run.
         have = {
@@ -354,11 +355,11 @@ class PreferenceDataModule(L.LightningDataModule):
             if e.env_id == self.env and e.mode == self.mode
         }
         kept = {
-            k: have[i]
-            for k, i in enumerate(ids)
-            if i in have
-            and have[i].opponent == plan[k]["opponent"]
-            and list(have[i].start_history) == list((plan[k]["options"] or {}).get("history", []))
+            k: have[g["id"]]
+            for k, g in enumerate(plan)
+            if g["id"] in have
+            and have[g["id"]].opponent == g["opponent"]
+            and list(have[g["id"]].start_history) == (g["options"] or {}).get("history", [])
         }
         missing = [k for k in range(len(plan)) if k not in kept]
         barrier()  # every rank has read the file before any rank appends to it
@@ -403,10 +404,7 @@ class PreferenceDataModule(L.LightningDataModule):
             played = {e.episode_id: e for e in result.episodes}
         mine = gather_episodes(played, path)
         self.rollout_metrics = outcome_metrics(list(mine.values()), time.perf_counter() - start)
-        index = {
-            RolloutEngine.episode_id_of(self.env, plan[k]["seed"], self.iteration, plan[k]["tag"]): k
-            for k in missing
-        }
+        index = {plan[k]["id"]: k for k in missing}
         return {index[i]: e for i, e in mine.items()}
 
     def _opponent_for(self, index: int) -> str:
