@@ -374,7 +374,7 @@ def test_replayed_starts_open_the_iteration_from_the_failed_state_against_the_sa
     dm.set_iteration(2)
     dm.set_starts([{**starts[0], "env": "lightspiel/ConnectFour-v0"}])
     assert not any(e.start_history for e in dm.episodes(tiny_policy))
-    # Starts saved without their opponent (an older checkpoint's buffer): a seat that failed keeps
+    # Starts given without their opponent (ReplayData does not require one): a seat that failed keeps
     # its seat against an opponent, even in a self-play slot; a self-play failure replays as one.
     dm.set_iteration(3)
     old = [{k: v for k, v in s.items() if k != "opponent"} for s in starts]
