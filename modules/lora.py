@@ -8,8 +8,8 @@ backwards as its own node. At a DPO step's sizes (a few hundred rows, 576-1536 f
 passes over the activations cost a third as much as the base layer's own matmul.
 
 :class:`FusedLoraLinear` computes the same sum with ``addmm`` (the scaled product added to the base
-output in one kernel) inside a single :class:`torch.autograd.Function` whose backward writes each
-gradient once. It keeps the layer's input in its own dtype for the backward pass (bf16 on a bf16
+output in one kernel, in place when the two share a dtype) inside a single
+:class:`torch.autograd.Function` whose backward writes each gradient once. It keeps the layer's input in its own dtype for the backward pass (bf16 on a bf16
 base: half the bytes of peft's fp32 copy) and casts it when needed. The values are peft's up to the
 rounding of ``addmm`` (tests/test_lora.py: fp32 to 1e-5; on the quickstart's bf16 batches, with
 fp32 adapters and scaling 2, the log-probabilities and LoRA gradients of a DPO step came out
@@ -54,9 +54,16 @@ class _LoraDelta(torch.autograd.Function):
             # matrices are cast, never the activations (M x N and M x K per layer, both ways).
             a, b = a.to(result.dtype), b.to(result.dtype)
         hidden = rows.to(a.dtype) @ a.t()  # [M, r]
-        out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
         ctx.save_for_backward(rows if any(ctx.needs_input_grad[1:3]) else None, a, b, hidden)
         ctx.scaling = scaling
+        flat = result.view(-1, result.shape[-1]) if result.is_contiguous() else None
+        if flat is not None and result.dtype == a.dtype:
+            # Added into the base layer's fresh output (nothing else holds it: a linear layer's
+            # backward keeps its input, not its output), saving a copy of it in every adapted layer.
+            ctx.mark_dirty(result)
+            flat.addmm_(hidden, b.t(), alpha=scaling)
+            return result
+        out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
         return out.to(result.dtype).view(result.shape)
 
     @staticmethod

@@ -153,6 +153,12 @@ def resolve_model(model: str | None) -> str:
 
 #: Shortest shared prompt prefix worth its own pass (below it the extra call costs more than it saves).
 _MIN_SHARED_PREFIX = 8
+#: Fewest prefix tokens a shared pass must save (``(prompts - 1) x prefix``) to pay for its own model
+#: call, the repeat of its key/value cache and, under autograd, their backward. Measured on a bf16
+#: DPO step (SmolLM2-135M, tic-tac-toe prompts with a 46-token common prefix, 2-core Xeon with AMX,
+#: stop 36): 2 states a step (46 tokens saved) ran 25% faster without the pass, 4 states (138) 15%
+#: faster; 6 states (230) 6% slower, 8 (322) 9% slower. A forward alone crosses at about 300.
+_MIN_SHARED_SAVING = 192
 
 
 @dataclass
@@ -199,15 +205,18 @@ def _attention_scores(prompts: list, completions: list) -> int:
     return sum(w * w for w in width.values())
 
 
-def _math_attention_under_grad(method):
-    """Run ``method(prompts, completions, ...)`` with SDPA's math kernel when autograd records on a CPU
-    model (:meth:`Policy.training_attention`), unless its attention matrices would be large.
+def _training_attention_under_grad(method):
+    """Run ``method(prompts, completions, ...)`` with eager attention (or SDPA's math kernel) when
+    autograd records on a CPU model (:meth:`Policy.training_attention`), unless its attention matrices
+    would be large.
 
     On the CPU, PyTorch's flash-attention kernel with an attention mask is 2x faster than the math
     kernel forward but 3-5x slower backward (bf16, 4 rows x 9 heads x 80 queries x 111 keys: 1.1 / 9.5
-    ms against 2.5 / 2.8 ms): its backward was 15-19% of a DPO or GRPO step. Acting and reference
-    passes keep flash; the no-grad pass that records old log-probabilities for PPO/GRPO takes the
-    training kernel explicitly, so the ratio's two sides come from the same computation."""
+    ms against 2.5 / 2.8 ms): its backward was 15-19% of a DPO or GRPO step. transformers' eager
+    attention (the same matrices, in plain autograd ops) ran a bf16 DPO step of 4 states 4-7% faster
+    again than the math kernel (stop 36). Acting and reference passes keep SDPA (flash); the no-grad
+    pass that records old log-probabilities for PPO/GRPO takes the training kernel explicitly, so the
+    ratio's two sides come from the same computation."""
 
     @functools.wraps(method)
     def wrapped(self, prompts, completions, *args, **kwargs):
@@ -496,8 +505,9 @@ class Policy(nn.Module):
 
         A game's prompts share the chat template, the system message and the rules (49 of ~110 tokens
         in tic-tac-toe); every prompt keeps at least one token of its own, so each row has a last
-        position to read its next-token logits from."""
-        if len(prompts) < 2:
+        position to read its next-token logits from. The pass pays when it saves at least
+        ``_MIN_SHARED_SAVING`` tokens: a DPO step of 4 states runs the prefix in every row."""
+        if len(prompts) < 2 or (len(prompts) - 1) * (min(len(p) for p in prompts) - 1) < _MIN_SHARED_SAVING:
             return 0
         shortest = min(len(p) for p in prompts) - 1
         if shortest < _MIN_SHARED_PREFIX:
@@ -507,7 +517,7 @@ class Policy(nn.Module):
         for p in prompts[1:]:
             same &= torch.tensor(p[:shortest]) == first
         k = int(same.long().cumprod(0).sum())
-        return k if k >= _MIN_SHARED_PREFIX else 0
+        return k if k >= _MIN_SHARED_PREFIX and (len(prompts) - 1) * k >= _MIN_SHARED_SAVING else 0
 
     def _prefix_cache(self, prefix: list[int], batch: int):
         """The key/value cache of ``prefix`` run once, repeated for ``batch`` rows (differentiable: the
@@ -563,7 +573,7 @@ class Policy(nn.Module):
             return out.logits[:, -1].float(), out.cache, mask, vals
         return out.logits[:, -1].float(), out.cache, mask
 
-    @_math_attention_under_grad
+    @_training_attention_under_grad
     def token_logps(
         self, prompts: list[list[int]], completions: list[list[int]], values: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -746,7 +756,7 @@ class Policy(nn.Module):
         rest = logits.gather(-1, cand[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
         return torch.cat([first, rest], dim=1).masked_fill(~cmask, 0.0)
 
-    @_math_attention_under_grad
+    @_training_attention_under_grad
     def completion_logps(self, prompts: list[list[int]], completions: list[list[list[int]]]) -> torch.Tensor:
         """Summed log-probabilities of each prompt's candidate completions.  # [B, K]
 
@@ -777,13 +787,23 @@ class Policy(nn.Module):
     def training_attention(self, prompts: list, completions: list):
         """The attention kernel of a differentiated pass over ``prompts`` and their ``completions`` (token
         lists, as :meth:`token_logps` or :meth:`completion_logps` take them; see
-        :func:`_math_attention_under_grad`): SDPA's math kernel on a CPU model, unless the batch's
-        attention matrices would be large; otherwise whatever is enabled. A no-grad pass whose numbers
-        are compared with a training pass's (old log-probabilities) runs under it too."""
+        :func:`_training_attention_under_grad`): on a CPU model whose batch's attention matrices are
+        not large, eager attention for an SDPA model that can switch (transformers'
+        ``set_attn_implementation``, about 3 ms there and back), else SDPA's math kernel; otherwise
+        whatever is set. A no-grad pass whose numbers are compared with a training pass's (old
+        log-probabilities) runs under it too."""
         heads = getattr(self.model.config, "num_attention_heads", 1) or 1
         scores = _attention_scores(prompts, completions) * heads
         if self.device.type != "cpu" or scores > _MATH_ATTENTION_MAX_SCORES:
             yield
+            return
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if getattr(model.config, "_attn_implementation", None) == "sdpa" and model._can_set_attn_implementation():
+            model.set_attn_implementation("eager")
+            try:
+                yield
+            finally:
+                model.set_attn_implementation("sdpa")
             return
         from torch.nn.attention import SDPBackend, sdpa_kernel
 

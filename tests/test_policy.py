@@ -20,7 +20,28 @@ def _naive_logp(policy, prompt_ids, completion_ids):
     return sum(logp[n - 1 + i, t] for i, t in enumerate(completion_ids))
 
 
-def test_shared_prefix_logps_equal_full_sequence_logps(tiny_policy):
+@pytest.fixture
+def prefix_pass(monkeypatch):
+    """The shared-prefix pass wherever prompts share 8 tokens, however few the prompts (the policy
+    skips it when it saves fewer than ``_MIN_SHARED_SAVING`` tokens)."""
+    import modules.policy as policy_module
+
+    monkeypatch.setattr(policy_module, "_MIN_SHARED_SAVING", 0)
+
+
+def test_the_shared_prefix_runs_apart_only_where_it_saves_enough(tiny_policy, prefix_pass, monkeypatch):
+    import modules.policy as policy_module
+
+    prompts = [tiny_policy.prompt_ids(f"{PROMPT} Move {i}.") for i in range(6)]
+    k = tiny_policy._shared_prefix(prompts)
+    assert k >= len(tiny_policy.prompt_ids(PROMPT)) - 8  # the template, the system message, the board
+    monkeypatch.setattr(policy_module, "_MIN_SHARED_SAVING", 3 * k)
+    assert tiny_policy._shared_prefix(prompts[:3]) == 0  # 2 x k tokens saved
+    assert tiny_policy._shared_prefix(prompts[:4]) == k  # 3 x k
+    assert tiny_policy._shared_prefix(prompts[:1]) == 0
+
+
+def test_shared_prefix_logps_equal_full_sequence_logps(tiny_policy, prefix_pass):
     """Prompts of different lengths (left padding), candidates of different lengths and counts."""
     prompts = [tiny_policy.prompt_ids(PROMPT), tiny_policy.prompt_ids("short")]
     cands = [
@@ -279,7 +300,7 @@ def test_sampled_token_logps_equal_the_training_pass(tiny_policy, mode):
 
 
 @pytest.mark.parametrize("layout", ["repeated", "distinct"])
-def test_batched_rows_have_the_logps_values_and_gradients_of_each_row_alone(tiny_policy, layout):
+def test_batched_rows_have_the_logps_values_and_gradients_of_each_row_alone(tiny_policy, layout, prefix_pass):
     """Rows sharing a prompt (both seats of one position, G games from one start) share its pass, and
     distinct prompts share the pass over their common prefix (chat template, system message); the
     per-token log-probabilities, values and LoRA gradients equal those of each row run alone."""
@@ -528,27 +549,29 @@ def test_sampled_generate_mode_follows_the_model_distribution(tiny_policy):
 
 
 def test_a_differentiated_pass_scores_as_the_no_grad_pass(tiny_policy):
-    """Passes under autograd take SDPA's math kernel on the CPU (its backward is faster there), acting
-    keeps flash: both must give the same log-probabilities, padded rows and packed completions included."""
+    """Passes under autograd take eager attention on the CPU (its backward is faster there), acting
+    keeps SDPA: both must give the same log-probabilities, padded rows and packed completions included."""
     _lora_b_nonzero(tiny_policy)
     prompts = [tiny_policy.prompt_ids(PROMPT), tiny_policy.prompt_ids("short")]
     cands = [[tiny_policy.completion_ids(a) for a in ["1", "5", "seven and more"]], [tiny_policy.completion_ids("12")]]
     with torch.no_grad():
-        flash = tiny_policy.completion_logps(prompts, cands)
-    math_kernel = tiny_policy.completion_logps(prompts, cands)
-    assert math_kernel.requires_grad
-    assert_close(math_kernel.detach(), flash, rtol=1e-4, atol=1e-4)
-    math_kernel[0, :3].sum().backward()
+        sdpa = tiny_policy.completion_logps(prompts, cands)
+    eager = tiny_policy.completion_logps(prompts, cands)
+    assert eager.requires_grad
+    assert_close(eager.detach(), sdpa, rtol=1e-4, atol=1e-4)
+    eager[0, :3].sum().backward()
     grads = [p.grad for n, p in tiny_policy.named_parameters() if "lora_A" in n]
     assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
 
 
-def test_only_differentiated_passes_of_modest_size_take_the_math_kernel(tiny_policy, monkeypatch):
+def test_only_differentiated_passes_of_modest_size_take_the_training_kernel(tiny_policy, monkeypatch):
+    """Eager attention where the model can switch to it, SDPA's math kernel where it cannot; the
+    model's own setting back afterwards, also when the pass raises."""
     import modules.policy as policy_module
 
     seen = []
     hook = tiny_policy.model.get_input_embeddings().register_forward_pre_hook(
-        lambda *_: seen.append(torch.backends.cuda.flash_sdp_enabled())
+        lambda *_: seen.append((tiny_policy.model.config._attn_implementation, torch.backends.cuda.flash_sdp_enabled()))
     )
     prompts = [tiny_policy.prompt_ids(PROMPT)]
     cands = [[tiny_policy.completion_ids("5"), tiny_policy.completion_ids("nine")]]
@@ -556,9 +579,16 @@ def test_only_differentiated_passes_of_modest_size_take_the_math_kernel(tiny_pol
         tiny_policy.completion_logps(prompts, cands)
         with torch.no_grad():
             tiny_policy.completion_logps(prompts, cands)
+        with pytest.raises(RuntimeError, match="boom"), tiny_policy.training_attention(prompts, cands):
+            raise RuntimeError("boom")
+        assert tiny_policy.model.config._attn_implementation == "sdpa"
+        base = type(tiny_policy.model.get_base_model())
+        monkeypatch.setattr(base, "_can_set_attn_implementation", classmethod(lambda cls: False))
+        tiny_policy.completion_logps(prompts, cands)
         monkeypatch.setattr(policy_module, "_MATH_ATTENTION_MAX_SCORES", 10)  # as if the answers were long
         tiny_policy.completion_logps(prompts, cands)
     finally:
         hook.remove()
-    assert seen == [False, True, True]
+    assert seen == [("eager", True), ("sdpa", True), ("sdpa", False), ("sdpa", True)]
+    assert tiny_policy.model.config._attn_implementation == "sdpa"
     assert torch.backends.cuda.flash_sdp_enabled()  # and the setting is restored
