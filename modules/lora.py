@@ -81,6 +81,61 @@ class _LoraDelta(torch.autograd.Function):
         return grad, grad_x, grad_a, grad_b, None, None
 
 
+class _LinearLoraDelta(torch.autograd.Function):
+    """A frozen ``nn.Linear`` and its adapter in one node: ``x @ W^T (+ bias) + scaling * (x @ A^T) @
+    B^T``. Autograd then keeps no separate node (and views) for the base layer, and the input's
+    gradient is written once (``g @ W``, the adapter's share added into it) instead of summed from
+    two branches. Arithmetic as :class:`_LoraDelta`'s."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, a, b, scaling: float, in_base_dtype: bool = False):
+        rows = x.reshape(-1, x.shape[-1])  # [M, K]
+        out = rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())  # [M, N]
+        ctx.dtypes = (a.dtype, b.dtype)
+        if in_base_dtype and x.dtype == out.dtype == torch.bfloat16:
+            a, b = a.to(out.dtype), b.to(out.dtype)
+        hidden = rows.to(a.dtype) @ a.t()  # [M, r]
+        if out.dtype == a.dtype:
+            out.addmm_(hidden, b.t(), alpha=scaling)
+        else:
+            out = torch.addmm(out.to(a.dtype), hidden, b.t(), alpha=scaling).to(out.dtype)
+        ctx.save_for_backward(rows if ctx.needs_input_grad[3] else None, weight, a, b, hidden)
+        ctx.scaling = scaling
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        rows, weight, a, b, hidden = ctx.saved_tensors
+        need_x, _, _, need_a, need_b = ctx.needs_input_grad[:5]
+        g = grad.reshape(-1, grad.shape[-1])  # [M, N]
+        ga = g.to(a.dtype)
+        grad_b = (ga.t() @ hidden).to(ctx.dtypes[1]).mul_(ctx.scaling) if need_b else None
+        grad_hidden = (ga @ b).mul_(ctx.scaling) if need_x or need_a else None  # [M, r]
+        grad_a = (grad_hidden.t() @ rows.to(a.dtype)).to(ctx.dtypes[0]) if need_a else None
+        grad_x = None
+        if need_x:
+            grad_x = g.to(weight.dtype) @ weight  # [M, K]
+            if grad_x.dtype == a.dtype:
+                grad_x.addmm_(grad_hidden, a)
+            else:
+                grad_x += (grad_hidden @ a).to(grad_x.dtype)
+            grad_x = grad_x.view(*grad.shape[:-1], weight.shape[1])
+        return grad_x, None, None, grad_a, grad_b, None, None
+
+
+def _folds_base(layer) -> bool:
+    """Whether the base layer can join the adapter's node: a plain frozen ``nn.Linear`` (not a
+    quantised subclass) with no hooks of its own."""
+    base = layer.base_layer
+    return (
+        type(base) is nn.Linear
+        and not base.weight.requires_grad
+        and (base.bias is None or not base.bias.requires_grad)
+        and not (base._forward_hooks or base._forward_pre_hooks or hasattr(base, "_hf_hook"))
+    )
+
+
 def _is_fusable(layer, name: str) -> bool:
     if name in layer.lora_variant:
         return False
@@ -118,6 +173,17 @@ def fused_lora_class() -> type:
             ):
                 return super().forward(x, *args, **kwargs)
             name = active[0]
+            if _folds_base(self):
+                base = self.base_layer
+                return _LinearLoraDelta.apply(
+                    x,
+                    base.weight,
+                    base.bias,
+                    self.lora_A[name].weight,
+                    self.lora_B[name].weight,
+                    float(self.scaling[name]),
+                    self.compute_in_base_dtype,
+                )
             result = self.base_layer(x)
             return _LoraDelta.apply(
                 result,

@@ -228,3 +228,20 @@ def test_fused_layers_keep_no_fp32_copy_of_their_inputs_for_backward(tiny_model_
     _as_peft(policy, True)
     peft = saved_fp32_bytes()
     assert peft > 0 and fused < peft / 2
+
+
+def test_a_plain_frozen_linear_joins_its_adapters_node_and_a_hooked_one_does_not(adapted):
+    """The base layer folds into the adapter's autograd node (one input gradient, no second branch to
+    sum) only where it is a plain frozen ``nn.Linear``: a hook on it must still run."""
+    policy, _, _ = adapted
+    layer = _lora_layers(policy)[0]
+    assert type(layer).__name__ == "FusedLoraLinear"
+    x = torch.randn(2, 3, layer.in_features, dtype=layer.base_layer.weight.dtype, requires_grad=True)
+    assert type(layer(x).grad_fn).__name__ == "_LinearLoraDeltaBackward"
+    seen = []
+    handle = layer.base_layer.register_forward_hook(lambda *_: seen.append(1))
+    try:
+        assert type(layer(x).grad_fn).__name__ == "_LoraDeltaBackward"
+    finally:
+        handle.remove()
+    assert seen == [1]
