@@ -8,8 +8,12 @@ backwards as its own node. At a DPO step's sizes (a few hundred rows, 576-1536 f
 passes over the activations cost a third as much as the base layer's own matmul.
 
 :class:`FusedLoraLinear` computes the same sum with ``addmm`` (the scaled product added to the base
-output in one kernel, in place when the two share a dtype) inside a single
-:class:`torch.autograd.Function` whose backward writes each gradient once. It keeps the layer's input in its own dtype for the backward pass (bf16 on a bf16
+output in one kernel) inside a single :class:`torch.autograd.Function` whose backward writes each
+gradient once. A plain frozen ``nn.Linear`` base with no hooks joins that node
+(:class:`_LinearLoraDelta`): the base product and the scaled adapter product are written into one
+output, and the input's gradient is ``g @ W`` with the adapter's share added into it, instead of two
+branches autograd sums (a bf16 DPO step of 4 states 9% shorter, stop 36). Other bases (hooked,
+subclassed, Conv1D) keep their own forward and :class:`_LoraDelta`. It keeps the layer's input in its own dtype for the backward pass (bf16 on a bf16
 base: half the bytes of peft's fp32 copy) and casts it when needed. The values are peft's up to the
 rounding of ``addmm`` (tests/test_lora.py: fp32 to 1e-5; on the quickstart's bf16 batches, with
 fp32 adapters and scaling 2, the log-probabilities and LoRA gradients of a DPO step came out
@@ -54,16 +58,11 @@ class _LoraDelta(torch.autograd.Function):
             # matrices are cast, never the activations (M x N and M x K per layer, both ways).
             a, b = a.to(result.dtype), b.to(result.dtype)
         hidden = rows.to(a.dtype) @ a.t()  # [M, r]
+        # Out of place: this path serves the base layers that may hold on to their output (hooks,
+        # subclasses, Conv1D's views); a plain frozen Linear takes _LinearLoraDelta.
+        out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
         ctx.save_for_backward(rows if any(ctx.needs_input_grad[1:3]) else None, a, b, hidden)
         ctx.scaling = scaling
-        flat = result.view(-1, result.shape[-1]) if result.is_contiguous() else None
-        if flat is not None and result.dtype == a.dtype:
-            # Added into the base layer's fresh output (nothing else holds it: a linear layer's
-            # backward keeps its input, not its output), saving a copy of it in every adapted layer.
-            ctx.mark_dirty(result)
-            flat.addmm_(hidden, b.t(), alpha=scaling)
-            return result
-        out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
         return out.to(result.dtype).view(result.shape)
 
     @staticmethod
@@ -90,18 +89,25 @@ class _LinearLoraDelta(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, a, b, scaling: float, in_base_dtype: bool = False):
         rows = x.reshape(-1, x.shape[-1])  # [M, K]
-        out = rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())  # [M, N]
+        # The output is made in its final shape and written through a 2-D view of it, so what the
+        # node returns is no view (a caller may modify a layer's output in place).
+        out = torch.empty((*x.shape[:-1], weight.shape[0]), dtype=weight.dtype, device=x.device)
+        flat = out.view(-1, weight.shape[0])  # [M, N]
+        if bias is None:
+            torch.mm(rows, weight.t(), out=flat)
+        else:
+            torch.addmm(bias, rows, weight.t(), out=flat)
         ctx.dtypes = (a.dtype, b.dtype)
         if in_base_dtype and x.dtype == out.dtype == torch.bfloat16:
             a, b = a.to(out.dtype), b.to(out.dtype)
         hidden = rows.to(a.dtype) @ a.t()  # [M, r]
         if out.dtype == a.dtype:
-            out.addmm_(hidden, b.t(), alpha=scaling)
+            flat.addmm_(hidden, b.t(), alpha=scaling)
         else:
-            out = torch.addmm(out.to(a.dtype), hidden, b.t(), alpha=scaling).to(out.dtype)
+            flat.copy_(torch.addmm(flat.to(a.dtype), hidden, b.t(), alpha=scaling))
         ctx.save_for_backward(rows if ctx.needs_input_grad[3] else None, weight, a, b, hidden)
         ctx.scaling = scaling
-        return out.view(*x.shape[:-1], out.shape[-1])
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -126,13 +132,24 @@ class _LinearLoraDelta(torch.autograd.Function):
 
 def _folds_base(layer) -> bool:
     """Whether the base layer can join the adapter's node: a plain frozen ``nn.Linear`` (not a
-    quantised subclass) with no hooks of its own."""
+    quantised subclass) with no hooks, its own or global, that would no longer see it run."""
+    from torch.nn.modules import module as torch_module
+
     base = layer.base_layer
+    hooks = (base._forward_hooks, base._forward_pre_hooks, base._backward_hooks, base._backward_pre_hooks)
+    global_hooks = (
+        torch_module._global_forward_hooks,
+        torch_module._global_forward_pre_hooks,
+        torch_module._global_backward_hooks,
+        torch_module._global_backward_pre_hooks,
+    )
     return (
         type(base) is nn.Linear
         and not base.weight.requires_grad
         and (base.bias is None or not base.bias.requires_grad)
-        and not (base._forward_hooks or base._forward_pre_hooks or hasattr(base, "_hf_hook"))
+        and not any(hooks)
+        and not any(global_hooks)
+        and not hasattr(base, "_hf_hook")
     )
 
 
@@ -149,7 +166,8 @@ def _is_fusable(layer, name: str) -> bool:
 
 @functools.cache
 def fused_lora_class() -> type:
-    """The subclass of peft's ``lora.Linear`` whose plain-LoRA forward is :class:`_LoraDelta`; made
+    """The subclass of peft's ``lora.Linear`` whose plain-LoRA forward is :class:`_LinearLoraDelta` (or
+    :class:`_LoraDelta` after a base layer that cannot join it); made
     once, on first use (peft loads only then), and reachable as ``modules.lora.FusedLoraLinear`` so
     a pickled layer finds its class."""
     from peft.tuners.lora import Linear

@@ -40,16 +40,24 @@ def _loss_and_grads(policy):
     return logps.detach(), grads
 
 
+@pytest.mark.parametrize("hooked", [False, True])
 @pytest.mark.parametrize(
     ("dtype", "lora_alpha", "tol", "compute"),
     [("float32", 8, 1e-5, "base"), ("float32", 6, 1e-5, "base"), ("bfloat16", 6, 2e-2, "float32")],
 )
-def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora_alpha, tol, compute):
+def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora_alpha, tol, compute, hooked):
     """On an fp32 base, and with ``lora_compute: float32`` on a bf16 one, the fused layers compute
-    peft's own arithmetic (bf16 base with the default ``base``: see the test after this one)."""
+    peft's own arithmetic (bf16 base with the default ``base``: see the test after this one); with a
+    hook on every base layer, through the node that keeps the base layer apart."""
     policy = Policy(model=tiny_model_dir, dtype=dtype, lora_r=4, lora_alpha=lora_alpha, lora_compute=compute)
     layers = _lora_layers(policy)
     assert layers and all(type(m).__name__ == "FusedLoraLinear" for m in layers)
+    if hooked:
+        for layer in layers:
+            layer.base_layer.register_forward_hook(lambda *_: None)
+    x = torch.randn(1, 2, layers[0].in_features, dtype=layers[0].base_layer.weight.dtype, requires_grad=True)
+    node = "_LoraDeltaBackward" if hooked else "_LinearLoraDeltaBackward"
+    assert type(layers[0](x).grad_fn).__name__ == node
     _trained_like(policy)
     fused_logps, fused_grads = _loss_and_grads(policy)
     _as_peft(policy, True)
@@ -63,14 +71,16 @@ def test_fused_layers_give_peft_values_and_gradients(tiny_model_dir, dtype, lora
         assert (a - b).norm() <= tol * b.norm() + 1e-8, name
 
 
-def _one_adapted_layer(compute: str | None):
-    """A bf16 linear layer (64 -> 96) with a non-zero fp32 LoRA adapter: fused in ``compute`` mode
-    (``"base"``, ``"float32"``), or peft's own layer when None."""
+def _one_adapted_layer(compute: str | None, bias: bool = False):
+    """A bf16 linear layer (64 -> 96, with a bias if asked) with a non-zero fp32 LoRA adapter: fused in
+    ``compute`` mode (``"base"``, ``"float32"``), or peft's own layer when None."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 96, bias=False))
+    net = torch.nn.Sequential(torch.nn.Linear(64, 96, bias=bias))
     net[0].weight.data.normal_(0.0, 64**-0.5)
+    if bias:
+        net[0].bias.data.normal_(0.0, 0.5)
     model = get_peft_model(net, LoraConfig(r=8, lora_alpha=16, target_modules=["0"]))
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -82,13 +92,13 @@ def _one_adapted_layer(compute: str | None):
     return layer
 
 
-def _errors_against_fp64(compute: str | None, autocast: bool = False) -> list[float]:
+def _errors_against_fp64(compute: str | None, autocast: bool = False, bias: bool = False) -> list[float]:
     """Relative errors of the layer's output and of the input, A and B gradients, against the same
-    sums in fp64 from the same bf16 input and weights."""
-    layer = _one_adapted_layer(compute)
+    sums in fp64 from the same bf16 input and weights (a batch of 5 x 8 rows)."""
+    layer = _one_adapted_layer(compute, bias)
     torch.manual_seed(1)
-    x = torch.randn(40, 64).to(torch.bfloat16).requires_grad_()
-    upstream = torch.randn(40, 96)
+    x = torch.randn(5, 8, 64).to(torch.bfloat16).requires_grad_()
+    upstream = torch.randn(5, 8, 96)
     a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         y = layer(x)
@@ -96,18 +106,23 @@ def _errors_against_fp64(compute: str | None, autocast: bool = False) -> list[fl
     x64 = x.detach().double().requires_grad_()
     a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
     y64 = x64 @ layer.base_layer.weight.double().t() + 2.0 * (x64 @ a64.t()) @ b64.t()
+    if bias:
+        y64 = y64 + layer.base_layer.bias.double()
     (y64 * upstream.double()).sum().backward()
     pairs = [(y, y64), (x.grad, x64.grad), (a.grad, a64.grad), (b.grad, b64.grad)]
     return [float((got.double() - want).norm() / want.norm()) for got, want in pairs]
 
 
-def test_adapter_arithmetic_in_the_base_dtype_is_as_accurate_as_autocast():
+@pytest.mark.parametrize("bias", [False, True])
+def test_adapter_arithmetic_in_the_base_dtype_is_as_accurate_as_autocast(bias):
     """``lora_compute: base`` multiplies a bf16 layer's fp32 adapter in bf16, as peft's layer does under
     ``torch.autocast``: output and gradients are as close to fp64 as autocast's (and within bf16's
-    precision), a little less close than fp32 arithmetic; the gradients land in fp32."""
-    base = _errors_against_fp64("base")
-    autocast = _errors_against_fp64(None, autocast=True)
-    fp32 = _errors_against_fp64("float32")
+    precision), a little less close than fp32 arithmetic; the gradients land in fp32. A base layer
+    with a bias (Qwen's q/k/v) too."""
+    base = _errors_against_fp64("base", bias=bias)
+    autocast = _errors_against_fp64(None, autocast=True, bias=bias)
+    fp32 = _errors_against_fp64("float32", bias=bias)
+    assert all(e < 1e-2 for e in fp32), fp32
     assert all(e < 1e-2 for e in base), base
     assert all(e <= 1.2 * ref for e, ref in zip(base, autocast)), (base, autocast)
     # ...and it is bf16 arithmetic, not fp32's in disguise: the adapter gradients' errors are bf16's
@@ -245,3 +260,8 @@ def test_a_plain_frozen_linear_joins_its_adapters_node_and_a_hooked_one_does_not
     finally:
         handle.remove()
     assert seen == [1]
+    # the folded node's output is no view of a tensor made inside it: a caller may add to it in place
+    out = layer(x)
+    out.mul_(2.0)
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
