@@ -13,8 +13,8 @@ gradient once. A plain frozen ``nn.Linear`` base with no hooks joins that node
 (:class:`_LinearLoraDelta`): the base product and the scaled adapter product are written into one
 output, and the input's gradient is ``g @ W`` with the adapter's share added into it, instead of two
 branches autograd sums (a bf16 DPO step of 4 states 9% shorter, stop 36). Other bases (hooked,
-subclassed, Conv1D) keep their own forward and :class:`_LoraDelta`. It keeps the layer's input in its own dtype for the backward pass (bf16 on a bf16
-base: half the bytes of peft's fp32 copy) and casts it when needed. The values are peft's up to the
+subclassed, Conv1D) keep their own forward and :class:`_LoraDelta`. It keeps the layer's input in
+its own dtype for the backward pass (bf16 on a bf16 base: half the bytes of peft's fp32 copy) and casts it when needed. The values are peft's up to the
 rounding of ``addmm`` (tests/test_lora.py: fp32 to 1e-5; on the quickstart's bf16 batches, with
 fp32 adapters and scaling 2, the log-probabilities and LoRA gradients of a DPO step came out
 identical to peft's in a check script). Acting's bf16 cast copies of the adapter
@@ -44,6 +44,25 @@ import torch
 from torch import nn
 
 
+def _adapter_hidden(ctx, rows, a, b, base_dtype, in_base_dtype: bool):
+    """The adapter matrices in the dtype the products run in, and ``rows @ A^T`` (# [M, r]); records
+    the weights' own dtypes for their gradients. ``in_base_dtype`` on a bf16 base: the products in
+    bf16, as under autocast (only the small adapter matrices are cast, never the activations)."""
+    ctx.dtypes = (a.dtype, b.dtype)
+    if in_base_dtype and rows.dtype == base_dtype == torch.bfloat16:
+        a, b = a.to(base_dtype), b.to(base_dtype)
+    return a, b, rows.to(a.dtype) @ a.t()
+
+
+def _adapter_grads(ctx, g, rows, a, b, hidden, need_hidden: bool, need_a: bool, need_b: bool):
+    """``(grad_hidden # [M, r] or None, grad_a, grad_b)`` from the output's gradient ``g`` (# [M, N], in
+    the adapter products' dtype); A's and B's gradients in the weights' own dtypes."""
+    grad_b = (g.t() @ hidden).to(ctx.dtypes[1]).mul_(ctx.scaling) if need_b else None
+    grad_hidden = (g @ b).mul_(ctx.scaling) if need_hidden or need_a else None
+    grad_a = (grad_hidden.t() @ rows.to(a.dtype)).to(ctx.dtypes[0]) if need_a else None
+    return grad_hidden, grad_a, grad_b
+
+
 class _LoraDelta(torch.autograd.Function):
     """``result + scaling * (x @ A^T) @ B^T`` in the adapter's dtype (or, ``in_base_dtype``, in
     ``result``'s), returned in ``result``'s dtype; the gradients of A and B in their own dtype."""
@@ -52,12 +71,7 @@ class _LoraDelta(torch.autograd.Function):
     def forward(ctx, result, x, a, b, scaling: float, in_base_dtype: bool = False):
         # result [..., N], x [..., K], a [r, K], b [N, r]
         rows = x.reshape(-1, x.shape[-1])
-        ctx.dtypes = (a.dtype, b.dtype)
-        if in_base_dtype and x.dtype == result.dtype == torch.bfloat16:
-            # The adapter's matmuls in the base's dtype, as under autocast: only the small adapter
-            # matrices are cast, never the activations (M x N and M x K per layer, both ways).
-            a, b = a.to(result.dtype), b.to(result.dtype)
-        hidden = rows.to(a.dtype) @ a.t()  # [M, r]
+        a, b, hidden = _adapter_hidden(ctx, rows, a, b, result.dtype, in_base_dtype)
         # Out of place: this path serves the base layers that may hold on to their output (hooks,
         # subclasses, Conv1D's views); a plain frozen Linear takes _LinearLoraDelta.
         out = torch.addmm(result.reshape(-1, result.shape[-1]).to(a.dtype), hidden, b.t(), alpha=scaling)
@@ -71,9 +85,7 @@ class _LoraDelta(torch.autograd.Function):
         rows, a, b, hidden = ctx.saved_tensors  # a, b: in the dtype the forward multiplied in
         need_x, need_a, need_b = ctx.needs_input_grad[1:4]
         g = grad.reshape(-1, grad.shape[-1]).to(a.dtype)  # [M, N]
-        grad_b = (g.t() @ hidden).to(ctx.dtypes[1]).mul_(ctx.scaling) if need_b else None
-        grad_hidden = (g @ b).mul_(ctx.scaling) if need_x or need_a else None  # [M, r]
-        grad_a = (grad_hidden.t() @ rows.to(a.dtype)).to(ctx.dtypes[0]) if need_a else None
+        grad_hidden, grad_a, grad_b = _adapter_grads(ctx, g, rows, a, b, hidden, need_x, need_a, need_b)
         grad_x = None
         if need_x:
             grad_x = (grad_hidden @ a).to(rows.dtype).view(*grad.shape[:-1], a.shape[1])
@@ -97,10 +109,7 @@ class _LinearLoraDelta(torch.autograd.Function):
             torch.mm(rows, weight.t(), out=flat)
         else:
             torch.addmm(bias, rows, weight.t(), out=flat)
-        ctx.dtypes = (a.dtype, b.dtype)
-        if in_base_dtype and x.dtype == out.dtype == torch.bfloat16:
-            a, b = a.to(out.dtype), b.to(out.dtype)
-        hidden = rows.to(a.dtype) @ a.t()  # [M, r]
+        a, b, hidden = _adapter_hidden(ctx, rows, a, b, out.dtype, in_base_dtype)
         if out.dtype == a.dtype:
             flat.addmm_(hidden, b.t(), alpha=scaling)
         else:
@@ -115,10 +124,7 @@ class _LinearLoraDelta(torch.autograd.Function):
         rows, weight, a, b, hidden = ctx.saved_tensors
         need_x, _, _, need_a, need_b = ctx.needs_input_grad[:5]
         g = grad.reshape(-1, grad.shape[-1])  # [M, N]
-        ga = g.to(a.dtype)
-        grad_b = (ga.t() @ hidden).to(ctx.dtypes[1]).mul_(ctx.scaling) if need_b else None
-        grad_hidden = (ga @ b).mul_(ctx.scaling) if need_x or need_a else None  # [M, r]
-        grad_a = (grad_hidden.t() @ rows.to(a.dtype)).to(ctx.dtypes[0]) if need_a else None
+        grad_hidden, grad_a, grad_b = _adapter_grads(ctx, g.to(a.dtype), rows, a, b, hidden, need_x, need_a, need_b)
         grad_x = None
         if need_x:
             grad_x = g.to(weight.dtype) @ weight  # [M, K]

@@ -509,10 +509,10 @@ class Policy(nn.Module):
         in tic-tac-toe); every prompt keeps at least one token of its own, so each row has a last
         position to read its next-token logits from. The pass pays when it saves at least
         ``_MIN_SHARED_SAVING`` tokens: a DPO step of 4 states runs the prefix in every row."""
-        if len(prompts) < 2 or (len(prompts) - 1) * (min(len(p) for p in prompts) - 1) < _MIN_SHARED_SAVING:
+        if len(prompts) < 2:
             return 0
         shortest = min(len(p) for p in prompts) - 1
-        if shortest < _MIN_SHARED_PREFIX:
+        if shortest < _MIN_SHARED_PREFIX or (len(prompts) - 1) * shortest < _MIN_SHARED_SAVING:
             return 0
         first = torch.tensor(prompts[0][:shortest])
         same = torch.ones(shortest, dtype=torch.bool)
